@@ -1,0 +1,95 @@
+/// Every limit of the system, in one place. Relationships between them are checked by
+/// `Constants.verify()`, which runs at start-up and in a test.
+///
+/// Sizes are in bytes unless the name says otherwise. Values marked "wire" are fixed by the
+/// TigerBeetle 0.17 client protocol and must not change; the others are our configuration.
+public enum Constants {
+    // MARK: Wire (TigerBeetle 0.17 client protocol)
+
+    /// Largest message, header included (wire).
+    public static let messageSizeMax = 1 << 20
+    /// Every message starts with exactly one header of this size (wire).
+    public static let messageHeaderSize = 256
+    /// Largest message body.
+    public static let messageBodySizeMax = messageSizeMax - messageHeaderSize
+
+    /// Size of the fixed records (wire).
+    public static let accountSize = 128
+    public static let transferSize = 128
+    public static let accountFilterSize = 128
+    public static let queryFilterSize = 64
+    public static let accountBalanceSize = 128
+    public static let changeEventsFilterSize = 64
+    public static let changeEventSize = 384
+    public static let createResultSize = 16
+    public static let idSize = 16
+
+    /// Largest number of batches in one multi-batch body (wire: the postamble is a u16 and
+    /// 0xFFFF is reserved).
+    public static let multiBatchCountMax = 65_534
+
+    /// Events per create/lookup batch of the multi-batch operations: one 128-byte slot of the
+    /// 1 MiB message goes to the trailer (wire: 8189).
+    public static let batchEventsMax =
+        (messageBodySizeMax - MultiBatch.trailerSize(elementSize: accountSize, batchCount: 1))
+        / accountSize
+    /// Results of one query batch (`limit` is clamped to this).
+    public static let queryResultsMax =
+        (messageBodySizeMax - MultiBatch.trailerSize(elementSize: transferSize, batchCount: 1))
+        / transferSize
+    /// Events of the legacy, non-multi-batch create operations: the whole body (8190).
+    public static let batchEventsMaxLegacy = messageBodySizeMax / transferSize
+    /// Results of one `get_change_events` (2730): the body, bounded as the reference bounds it.
+    public static let changeEventsMax = min(
+        messageBodySizeMax / changeEventSize, batchEventsMaxLegacy, batchEventsMaxLegacy / 2)
+
+    // MARK: State machine
+
+    /// Timestamps a pulse consumes, whatever it expires: the largest create_transfers batch of
+    /// any protocol variant (state-machine spec §4.1).
+    public static let pulseTimestampDelta: UInt64 = 8190
+    /// Pending transfers one pulse may expire (spec §7.2).
+    public static let pulseExpiriesMax = 8190
+
+    /// Largest valid timestamp: 2^63 − 1 nanoseconds since the UNIX epoch.
+    public static let timestampMax: UInt64 = UInt64(Int64.max)
+    public static let nanosecondsPerSecond: UInt64 = 1_000_000_000
+
+    // MARK: Consensus (used by later layers; declared here so every limit lives in one file)
+
+    /// Client sessions kept per cluster (wire observation: production config).
+    public static let clientsMax = 64
+    /// Largest cluster.
+    public static let replicasMax = 6
+
+    /// Checks every relationship between the constants. Crashes with the name of the broken
+    /// relationship: a wrong constant is a programmer error, never an operating error.
+    public static func verify() {
+        precondition(messageSizeMax.nonzeroBitCount == 1, "messageSizeMax is a power of two")
+        precondition(messageBodySizeMax > 0, "the header fits in a message")
+        precondition(messageHeaderSize % 128 == 0, "header is a whole number of 128-byte records")
+        precondition(messageBodySizeMax % accountSize == 0, "the body holds whole accounts")
+        precondition(accountSize == transferSize, "accounts and transfers share the record size")
+        precondition(batchEventsMax == 8189, "wire: 8189 events per create batch")
+        precondition(queryResultsMax == 8189, "wire: 8189 results per query batch")
+        precondition(batchEventsMaxLegacy == 8190, "wire: 8190 events per legacy batch")
+        precondition(changeEventsMax == 2730, "wire: 2730 change events per reply")
+        precondition(
+            batchEventsMax * transferSize
+                + MultiBatch.trailerSize(elementSize: transferSize, batchCount: 1)
+                <= messageBodySizeMax,
+            "a full create batch fits in one request")
+        precondition(
+            batchEventsMax * createResultSize
+                + MultiBatch.trailerSize(elementSize: createResultSize, batchCount: 1)
+                <= messageBodySizeMax,
+            "the results of a full create batch fit in one reply")
+        precondition(
+            UInt64(batchEventsMaxLegacy) <= pulseTimestampDelta,
+            "a pulse reserves at least as many timestamps as the largest create batch")
+        precondition(pulseExpiriesMax <= Int(pulseTimestampDelta), "each expiry gets a timestamp")
+        precondition(batchEventsMax <= Int(UInt16.max), "a batch count fits the u16 trailer")
+        precondition(changeEventsMax * changeEventSize <= messageBodySizeMax, "change events fit")
+        precondition(replicasMax <= 6, "wire: at most 6 addresses")
+    }
+}

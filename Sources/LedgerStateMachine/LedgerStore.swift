@@ -1,0 +1,115 @@
+import LedgerKit
+
+/// The storage the state machine runs on: the logical state of state-machine spec §2, behind
+/// an interface that the in-memory `MemoryStore` (the reference model) and the LSM forest both
+/// implement. The state machine is generic over it (`StateMachine<Store>`), so calls are
+/// specialized and direct: no existentials on the hot path.
+///
+/// Phases (ARCHITECTURE.md): during *prefetch* the state machine names every object a batch may
+/// touch (`prefetch…`); a store with slow storage loads them then, so that during *execute*
+/// every accessor below is a synchronous in-memory lookup. *Commit* (`commit(op:)`) is where a
+/// store does its per-batch background work (compaction beat).
+///
+/// Handles (`Int`) returned by `accountIndex`/`transferIndex` stay valid until the next
+/// insertion or scope close; the state machine never keeps one across events.
+///
+/// Linked chains: `scopeOpen()` starts a savepoint; `scopeClose(persist: false)` undoes every
+/// change made since (accounts, transfers, pending statuses, expiry schedule, account events).
+/// Failed transfer ids are *not* covered: they are recorded after the rollback and persist.
+public protocol LedgerStore: AnyObject {
+    // MARK: Prefetch
+
+    func prefetchAccount(id: UInt128)
+    func prefetchTransfer(id: UInt128)
+
+    // MARK: Accounts
+
+    var accountCount: Int { get }
+    func accountIndex(id: UInt128) -> Int?
+    func account(at index: Int) -> Account
+    /// Replaces the account at `index` (balances and `closed` change; the id never does).
+    func updateAccount(at index: Int, _ account: Account)
+    /// Inserts a new account whose timestamp is greater than every account's timestamp.
+    func insertAccount(_ account: Account)
+    /// Largest timestamp of any account, 0 if there is none.
+    var accountTimestampMax: UInt64 { get }
+    func accountExists(timestamp: UInt64) -> Bool
+
+    // MARK: Transfers
+
+    func transferIndex(id: UInt128) -> Int?
+    func transferIndex(timestamp: UInt64) -> Int?
+    func transfer(at index: Int) -> Transfer
+    /// Inserts a new transfer whose timestamp is greater than every transfer's timestamp.
+    /// Its pending status starts as `pending` if it is a pending transfer, else `none`.
+    func insertTransfer(_ transfer: Transfer)
+    /// Largest timestamp of any transfer, 0 if there is none.
+    var transferTimestampMax: UInt64 { get }
+    func transferExists(timestamp: UInt64) -> Bool
+
+    func pendingStatus(transferAt index: Int) -> PendingStatus
+    func setPendingStatus(transferAt index: Int, _ status: PendingStatus)
+
+    /// Ids that failed with a transient status: never a transfer, never reusable.
+    func transferFailed(id: UInt128) -> Bool
+    func insertFailedTransfer(id: UInt128)
+
+    // MARK: Expiry schedule, ordered by (expiresAt, transfer timestamp)
+
+    func expiryInsert(_ entry: Expiry)
+    func expiryRemove(_ entry: Expiry)
+    /// The first entry of the schedule, if any.
+    func expiryFirst() -> Expiry?
+
+    // MARK: Account events (balance history and change-data capture), ordered by timestamp
+
+    /// Appends an event whose timestamp is greater than every event's timestamp.
+    func appendAccountEvent(_ event: AccountEvent)
+    var accountEventTimestampMax: UInt64 { get }
+    func accountEvent(timestamp: UInt64) -> AccountEvent?
+
+    // MARK: Scans: the matching rules are the queries' own (`matches`), the store picks the path
+
+    /// Writes the accounts matching `query` into `output` (at most `query.limit` and at most
+    /// `output.count`), in timestamp order (descending if reversed); returns how many.
+    func scanAccounts(_ query: AccountQuery, into output: UnsafeMutableBufferPointer<Account>) -> Int
+    func scanTransfers(_ query: TransferQuery, into output: UnsafeMutableBufferPointer<Transfer>) -> Int
+    /// Writes the account events with timestamps in `[timestampMin, timestampMax]`, ascending.
+    func scanAccountEvents(
+        timestampMin: UInt64, timestampMax: UInt64,
+        into output: UnsafeMutableBufferPointer<AccountEvent>
+    ) -> Int
+
+    // MARK: Scopes and commit
+
+    func scopeOpen()
+    func scopeClose(persist: Bool)
+    /// Called once after every committed operation.
+    func commit(op: UInt64)
+}
+
+/// Status of a pending transfer (u8): it changes at most once, from `pending`.
+public enum PendingStatus: UInt8, Sendable {
+    case none = 0
+    case pending = 1
+    case posted = 2
+    case voided = 3
+    case expired = 4
+}
+
+/// One entry of the expiry schedule: a pending transfer with a timeout, not yet resolved.
+public struct Expiry: Hashable, Sendable, Comparable {
+    public var expiresAt: UInt64
+    /// The pending transfer's timestamp (its key; unique).
+    public var transferTimestamp: UInt64
+
+    public init(expiresAt: UInt64, transferTimestamp: UInt64) {
+        self.expiresAt = expiresAt
+        self.transferTimestamp = transferTimestamp
+    }
+
+    public static func < (a: Expiry, b: Expiry) -> Bool {
+        if a.expiresAt != b.expiresAt { return a.expiresAt < b.expiresAt }
+        return a.transferTimestamp < b.transferTimestamp
+    }
+}

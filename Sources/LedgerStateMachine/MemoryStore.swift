@@ -1,0 +1,332 @@
+import LedgerKit
+
+/// The in-memory `LedgerStore`: flat, preallocated record arrays with open-addressing id
+/// indexes. It is the fast store of the benchmarks and the reference model that the LSM forest
+/// is tested against.
+///
+/// Layout: accounts and transfers are appended in timestamp order (imported objects must be
+/// newer than every existing one, so both arrays stay sorted by timestamp); lookups by id go
+/// through `IdIndex`, by timestamp through binary search. The account-event log is sorted the
+/// same way. Scans walk the timestamp-sorted arrays from the range's start: O(range), which is
+/// fine for a reference model; the forest answers queries from index trees.
+///
+/// Limits: every capacity comes from `Configuration` and is allocated in `init`; exceeding one
+/// is a configuration error and stops the process with a message naming the limit.
+public final class MemoryStore: LedgerStore {
+    public struct Configuration: Sendable {
+        public var accountsMax: Int
+        public var transfersMax: Int
+        /// Transfer ids burned by transient failures.
+        public var failedTransfersMax: Int
+        public var accountEventsMax: Int
+
+        public init(accountsMax: Int, transfersMax: Int, failedTransfersMax: Int, accountEventsMax: Int) {
+            self.accountsMax = accountsMax
+            self.transfersMax = transfersMax
+            self.failedTransfersMax = failedTransfersMax
+            self.accountEventsMax = accountEventsMax
+        }
+
+        /// Room for `accounts` accounts and `transfers` transfers (and as many events).
+        public static func sized(accounts: Int, transfers: Int) -> Configuration {
+            Configuration(
+                accountsMax: accounts, transfersMax: transfers, failedTransfersMax: transfers,
+                accountEventsMax: transfers)
+        }
+    }
+
+    private let accounts: UnsafeMutableBufferPointer<Account>
+    private let transfers: UnsafeMutableBufferPointer<Transfer>
+    private let pendingStatuses: UnsafeMutableBufferPointer<PendingStatus>
+    private let events: UnsafeMutableBufferPointer<AccountEvent>
+    public private(set) var accountCount = 0
+    public private(set) var transferCount = 0
+    public private(set) var accountEventCount = 0
+
+    private var accountIds: IdIndex
+    private var transferIds: IdIndex
+    private var failedTransferIds: IdIndex
+    private var expiries: ExpiryHeap
+    private var undo: UndoLog
+
+    public init(_ configuration: Configuration) {
+        accounts = .allocate(capacity: configuration.accountsMax)
+        transfers = .allocate(capacity: configuration.transfersMax)
+        pendingStatuses = .allocate(capacity: configuration.transfersMax)
+        events = .allocate(capacity: configuration.accountEventsMax)
+        accountIds = IdIndex(capacity: configuration.accountsMax)
+        transferIds = IdIndex(capacity: configuration.transfersMax)
+        failedTransferIds = IdIndex(capacity: configuration.failedTransfersMax)
+        expiries = ExpiryHeap(capacity: configuration.transfersMax)
+        // A chain spans at most one batch; an event makes at most 6 undoable changes.
+        undo = UndoLog(capacity: Constants.batchEventsMaxLegacy * UndoLog.changesPerEventMax)
+    }
+
+    deinit {
+        accounts.deallocate()
+        transfers.deallocate()
+        pendingStatuses.deallocate()
+        events.deallocate()
+    }
+
+    // MARK: Prefetch: everything is resident.
+
+    public func prefetchAccount(id: UInt128) {}
+    public func prefetchTransfer(id: UInt128) {}
+
+    // MARK: Accounts
+
+    public func accountIndex(id: UInt128) -> Int? {
+        if id == 0 { return nil }
+        return accountIds.find(id).map { Int($0) }
+    }
+
+    public func account(at index: Int) -> Account {
+        precondition(index < accountCount, "account index in range")
+        return accounts[index]
+    }
+
+    public func updateAccount(at index: Int, _ account: Account) {
+        precondition(index < accountCount, "account index in range")
+        precondition(accounts[index].id == account.id, "an update keeps the id")
+        undo.record(UndoEntry(kind: .accountUpdated, index: index, account: accounts[index]))
+        accounts[index] = account
+    }
+
+    public func insertAccount(_ account: Account) {
+        precondition(accountCount < accounts.count, "accountsMax exceeded (configure a larger store)")
+        precondition(account.timestamp > accountTimestampMax, "accounts are appended in timestamp order")
+        accounts[accountCount] = account
+        accountIds.insert(account.id, value: Int32(accountCount))
+        undo.record(UndoEntry(kind: .accountInserted, index: accountCount))
+        accountCount += 1
+    }
+
+    public var accountTimestampMax: UInt64 {
+        accountCount == 0 ? 0 : accounts[accountCount - 1].timestamp
+    }
+
+    public func accountExists(timestamp: UInt64) -> Bool {
+        let position = lowerBound(accountCount, timestamp) { accounts[$0].timestamp }
+        return position < accountCount && accounts[position].timestamp == timestamp
+    }
+
+    // MARK: Transfers
+
+    public func transferIndex(id: UInt128) -> Int? {
+        if id == 0 { return nil }
+        return transferIds.find(id).map { Int($0) }
+    }
+
+    public func transferIndex(timestamp: UInt64) -> Int? {
+        let position = lowerBound(transferCount, timestamp) { transfers[$0].timestamp }
+        guard position < transferCount, transfers[position].timestamp == timestamp else { return nil }
+        return position
+    }
+
+    public func transfer(at index: Int) -> Transfer {
+        precondition(index < transferCount, "transfer index in range")
+        return transfers[index]
+    }
+
+    public func insertTransfer(_ transfer: Transfer) {
+        precondition(transferCount < transfers.count, "transfersMax exceeded (configure a larger store)")
+        precondition(transfer.timestamp > transferTimestampMax, "transfers are appended in timestamp order")
+        transfers[transferCount] = transfer
+        pendingStatuses[transferCount] = transfer.flags.contains(.pending) ? .pending : .none
+        transferIds.insert(transfer.id, value: Int32(transferCount))
+        undo.record(UndoEntry(kind: .transferInserted, index: transferCount))
+        transferCount += 1
+    }
+
+    public var transferTimestampMax: UInt64 {
+        transferCount == 0 ? 0 : transfers[transferCount - 1].timestamp
+    }
+
+    public func transferExists(timestamp: UInt64) -> Bool { transferIndex(timestamp: timestamp) != nil }
+
+    public func pendingStatus(transferAt index: Int) -> PendingStatus {
+        precondition(index < transferCount, "transfer index in range")
+        return pendingStatuses[index]
+    }
+
+    public func setPendingStatus(transferAt index: Int, _ status: PendingStatus) {
+        precondition(index < transferCount, "transfer index in range")
+        undo.record(UndoEntry(kind: .pendingStatusSet, index: index, status: pendingStatuses[index]))
+        pendingStatuses[index] = status
+    }
+
+    public func transferFailed(id: UInt128) -> Bool {
+        id != 0 && failedTransferIds.contains(id)
+    }
+
+    public func insertFailedTransfer(id: UInt128) {
+        precondition(failedTransferIds.count < failedTransferIds.capacity, "failedTransfersMax exceeded")
+        failedTransferIds.insert(id, value: 0)  // Never undone: failed ids outlive rollbacks.
+    }
+
+    // MARK: Expiry schedule
+
+    public func expiryInsert(_ entry: Expiry) {
+        guard let index = transferIndex(timestamp: entry.transferTimestamp) else {
+            preconditionFailure("a scheduled expiry has its pending transfer")
+        }
+        expiries.insert(entry, transferIndex: index)
+        undo.record(UndoEntry(kind: .expiryInserted, index: index, expiry: entry))
+    }
+
+    public func expiryRemove(_ entry: Expiry) {
+        guard let index = transferIndex(timestamp: entry.transferTimestamp) else {
+            preconditionFailure("a scheduled expiry has its pending transfer")
+        }
+        expiries.remove(transferIndex: index)
+        undo.record(UndoEntry(kind: .expiryRemoved, index: index, expiry: entry))
+    }
+
+    public func expiryFirst() -> Expiry? { expiries.first }
+
+    public var expiryCount: Int { expiries.count }
+
+    // MARK: Account events
+
+    public func appendAccountEvent(_ event: AccountEvent) {
+        precondition(accountEventCount < events.count, "accountEventsMax exceeded (configure a larger store)")
+        precondition(event.timestamp > accountEventTimestampMax, "events are appended in timestamp order")
+        events[accountEventCount] = event
+        undo.record(UndoEntry(kind: .eventAppended, index: accountEventCount))
+        accountEventCount += 1
+    }
+
+    public var accountEventTimestampMax: UInt64 {
+        accountEventCount == 0 ? 0 : events[accountEventCount - 1].timestamp
+    }
+
+    public func accountEvent(timestamp: UInt64) -> AccountEvent? {
+        let position = lowerBound(accountEventCount, timestamp) { events[$0].timestamp }
+        guard position < accountEventCount, events[position].timestamp == timestamp else { return nil }
+        return events[position]
+    }
+
+    // MARK: Scans
+
+    public func scanAccounts(_ query: AccountQuery, into output: UnsafeMutableBufferPointer<Account>) -> Int {
+        scan(
+            count: accountCount, min: query.timestampMin, max: query.timestampMax,
+            limit: min(query.limit, output.count), reversed: query.reversed,
+            timestamp: { accounts[$0].timestamp },
+            take: { index, position in
+                guard query.matches(accounts[index]) else { return false }
+                output[position] = accounts[index]
+                return true
+            })
+    }
+
+    public func scanTransfers(_ query: TransferQuery, into output: UnsafeMutableBufferPointer<Transfer>) -> Int {
+        scan(
+            count: transferCount, min: query.timestampMin, max: query.timestampMax,
+            limit: min(query.limit, output.count), reversed: query.reversed,
+            timestamp: { transfers[$0].timestamp },
+            take: { index, position in
+                guard query.matches(transfers[index]) else { return false }
+                output[position] = transfers[index]
+                return true
+            })
+    }
+
+    public func scanAccountEvents(
+        timestampMin: UInt64, timestampMax: UInt64, into output: UnsafeMutableBufferPointer<AccountEvent>
+    ) -> Int {
+        scan(
+            count: accountEventCount, min: timestampMin, max: timestampMax, limit: output.count,
+            reversed: false, timestamp: { events[$0].timestamp },
+            take: { index, position in
+                output[position] = events[index]
+                return true
+            })
+    }
+
+    /// Walks a timestamp-sorted array over `[min, max]` in either direction, offering each
+    /// element to `take` until `limit` were taken.
+    @inline(__always)
+    private func scan(
+        count: Int, min: UInt64, max: UInt64, limit: Int, reversed: Bool,
+        timestamp: (Int) -> UInt64, take: (_ index: Int, _ position: Int) -> Bool
+    ) -> Int {
+        guard min <= max, limit > 0 else { return 0 }
+        let start = lowerBound(count, min, timestamp)
+        let end = max == UInt64.max ? count : lowerBound(count, max + 1, timestamp)
+        var taken = 0
+        var step = 0
+        while taken < limit && step < end - start {
+            let index = reversed ? end - 1 - step : start + step
+            if take(index, taken) { taken += 1 }
+            step += 1
+        }
+        return taken
+    }
+
+    /// First position in `0..<count` whose timestamp is ≥ `target`.
+    @inline(__always)
+    private func lowerBound(_ count: Int, _ target: UInt64, _ timestamp: (Int) -> UInt64) -> Int {
+        var low = 0
+        var high = count
+        while low < high {
+            let middle = (low + high) / 2
+            if timestamp(middle) < target { low = middle + 1 } else { high = middle }
+        }
+        return low
+    }
+
+    // MARK: Scopes
+
+    public func scopeOpen() { undo.open() }
+
+    public func scopeClose(persist: Bool) {
+        if persist {
+            undo.close()
+            return
+        }
+        // Undo in reverse order, so each step sees exactly the state it changed.
+        while let entry = undo.popLast() {
+            switch entry.kind {
+            case .accountInserted:
+                precondition(entry.index == accountCount - 1, "undo the newest account")
+                accountIds.removeLast(accounts[entry.index].id)
+                accountCount -= 1
+            case .accountUpdated:
+                accounts[entry.index] = entry.account
+            case .transferInserted:
+                precondition(entry.index == transferCount - 1, "undo the newest transfer")
+                transferIds.removeLast(transfers[entry.index].id)
+                transferCount -= 1
+            case .pendingStatusSet:
+                pendingStatuses[entry.index] = entry.status
+            case .expiryInserted:
+                expiries.remove(transferIndex: entry.index)
+            case .expiryRemoved:
+                expiries.insert(entry.expiry, transferIndex: entry.index)
+            case .eventAppended:
+                precondition(entry.index == accountEventCount - 1, "undo the newest event")
+                accountEventCount -= 1
+            }
+        }
+        undo.close()
+    }
+
+    public func commit(op: UInt64) {}
+
+    // MARK: Test hooks
+
+    /// Overwrites an account's balances directly: the "setup" step of the spec's worked
+    /// examples. Tests only; production balances come from transfers.
+    public func setBalancesForTesting(
+        id: UInt128, debitsPending: UInt128, debitsPosted: UInt128, creditsPending: UInt128,
+        creditsPosted: UInt128
+    ) {
+        guard let index = accountIndex(id: id) else { preconditionFailure("the account exists") }
+        accounts[index].debitsPending = debitsPending
+        accounts[index].debitsPosted = debitsPosted
+        accounts[index].creditsPending = creditsPending
+        accounts[index].creditsPosted = creditsPosted
+    }
+}
