@@ -1,3 +1,4 @@
+import CLedgerHints
 import LedgerKit
 
 /// A fixed-capacity open-addressing hash table from a non-zero `UInt128` id to an `Int32`
@@ -57,6 +58,12 @@ struct IdIndex: ~Copyable {
 
     @inline(__always)
     func contains(_ key: UInt128) -> Bool { find(key) != nil }
+
+    /// Starts loading the cache line where a probe for `key` begins.
+    @inline(__always)
+    func prefetch(_ key: UInt128) {
+        ledger_prefetch_read(slots.baseAddress! + (Self.hash(key) & mask))
+    }
 
     /// Inserts a key that is not present.
     mutating func insert(_ key: UInt128, value: Int32) {

@@ -19,8 +19,14 @@ import LedgerKit
 public protocol LedgerStore: AnyObject {
     // MARK: Prefetch
 
+    /// Starts naming the objects of one batch.
+    func prefetchStart()
     func prefetchAccount(id: UInt128)
+    /// A transfer by id, and — for a pending transfer that a post/void names — its accounts.
     func prefetchTransfer(id: UInt128)
+    /// All objects are named: load them. Execute may start when this returns. (The forest
+    /// will complete this asynchronously; its signature grows a callback then.)
+    func prefetchFinish()
 
     // MARK: Accounts
 

@@ -125,13 +125,15 @@ public final class StateMachine<Store: LedgerStore> {
             preconditionFailure("prefetch needs a valid request")
         }
         let payload = UnsafeRawBufferPointer(rebasing: body[0..<body.count - reader.trailerSize])
+        store.prefetchStart()
+        defer { store.prefetchFinish() }
         switch operation {
         case .createAccounts:
             for account in payload.bindMemory(to: Account.self) { store.prefetchAccount(id: account.id) }
         case .createTransfers:
             for transfer in payload.bindMemory(to: Transfer.self) {
                 store.prefetchTransfer(id: transfer.id)
-                store.prefetchTransfer(id: transfer.pendingId)
+                if transfer.pendingId != 0 { store.prefetchTransfer(id: transfer.pendingId) }
                 store.prefetchAccount(id: transfer.debitAccountId)
                 store.prefetchAccount(id: transfer.creditAccountId)
             }

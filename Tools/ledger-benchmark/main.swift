@@ -1,1 +1,60 @@
-print("ledger-benchmark: under construction")
+// ledger-benchmark: prints the numbers behind our speed and memory targets. Always run it from
+// a release build: `swift run -c release ledger-benchmark [state-machine|checksum|all]`.
+import Glibc
+
+let usage = """
+    usage: ledger-benchmark [state-machine | checksum | all] [--batches=N]
+      state-machine  execute throughput of create_transfers batches of 8189 over 10 000 and
+                     1 000 000 accounts, with heap allocations per batch
+      checksum       AEGIS-128L checksum throughput (1 MiB) and latency (128 bytes)
+      --batches=N    timed create_transfers batches per configuration (default 40)
+      --accounts=N   run the state-machine benchmark over N accounts only (2...10000000)
+    """
+
+/// Writes one line to standard error (the `stderr` global is not concurrency-safe in Swift 6).
+func printError(_ message: String) {
+    var line = message + "\n"
+    line.withUTF8 { bytes in _ = write(2, bytes.baseAddress, bytes.count) }
+}
+
+/// Parses the command line; prints one clear line and exits non-zero on bad arguments.
+func parseArguments() -> (workload: String, batches: Int, accounts: [Int]) {
+    var workload = "all"
+    var batches = 40
+    var accounts = [10_000, 1_000_000]
+    for argument in CommandLine.arguments.dropFirst() {
+        if argument == "--help" || argument == "-h" {
+            print(usage)
+            exit(0)
+        } else if argument.hasPrefix("--batches=") {
+            guard let value = Int(argument.dropFirst("--batches=".count)), value > 0, value <= 10_000 else {
+                printError("ledger-benchmark: --batches needs an integer in 1...10000, got '\(argument)'")
+                exit(2)
+            }
+            batches = value
+        } else if argument.hasPrefix("--accounts=") {
+            guard let value = Int(argument.dropFirst("--accounts=".count)), value >= 2, value <= 10_000_000 else {
+                printError("ledger-benchmark: --accounts needs an integer in 2...10000000, got '\(argument)'")
+                exit(2)
+            }
+            accounts = [value]
+        } else if ["state-machine", "checksum", "all"].contains(argument) {
+            workload = argument
+        } else {
+            printError("ledger-benchmark: unknown argument '\(argument)' (see --help)")
+            exit(2)
+        }
+    }
+    return (workload, batches, accounts)
+}
+
+let arguments = parseArguments()
+#if DEBUG
+print("warning: debug build; numbers are meaningless (use swift run -c release ledger-benchmark)")
+#endif
+if arguments.workload == "state-machine" || arguments.workload == "all" {
+    runStateMachineBenchmark(accounts: arguments.accounts, batches: arguments.batches)
+}
+if arguments.workload == "checksum" || arguments.workload == "all" {
+    runChecksumBenchmark()
+}
