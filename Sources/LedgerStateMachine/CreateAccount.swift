@@ -9,6 +9,9 @@ extension StateMachine {
         executeCreateBatch(
             events: events, batchTimestamp: batchTimestamp, results: results,
             isTransient: { _ in false },  // create_accounts has no transient codes.
+            hint: { account, records in
+                if !records { store.hint(accountId: account.id, otherAccountId: 0, transferId: 0, records: false) }
+            },
             createOne: { account, slotTimestamp in createAccount(account, slotTimestamp) })
     }
 

@@ -9,6 +9,11 @@ extension StateMachine {
         executeCreateBatch(
             events: events, batchTimestamp: batchTimestamp, results: results,
             isTransient: { $0.isTransient },
+            hint: { transfer, records in
+                store.hint(
+                    accountId: transfer.debitAccountId, otherAccountId: transfer.creditAccountId,
+                    transferId: transfer.id, records: records)
+            },
             createOne: { transfer, slotTimestamp in createTransfer(transfer, slotTimestamp) })
     }
 

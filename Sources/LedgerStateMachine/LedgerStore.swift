@@ -28,6 +28,13 @@ public protocol LedgerStore: AnyObject {
     /// will complete this asynchronously; its signature grows a callback then.)
     func prefetchFinish()
 
+    /// Execute-time cache hints for an event a few positions ahead of the one executing
+    /// (`StateMachine.hintDistance`): first its hash slots, later (`records: true`) the records
+    /// those slots point at. A store whose prefetch phase already made everything resident in
+    /// CPU cache may ignore them; the in-memory store uses them to overlap cache misses, which
+    /// a whole-batch prefetch cannot do once a batch's data outgrows the CPU cache.
+    func hint(accountId: UInt128, otherAccountId: UInt128, transferId: UInt128, records: Bool)
+
     // MARK: Accounts
 
     var accountCount: Int { get }
