@@ -50,9 +50,10 @@ public struct PRNG: RandomNumberGenerator, Sendable {
 
     /// A uniform `Int` in `range`.
     public mutating func int(in range: ClosedRange<Int>) -> Int {
-        let span = UInt64(range.upperBound - range.lowerBound) &+ 1
+        // The span may exceed Int.max: compute it in wrapping two's complement (the meaning).
+        let span = UInt64(bitPattern: Int64(range.upperBound &- range.lowerBound)) &+ 1
         if span == 0 { return Int(truncatingIfNeeded: next()) }  // The full 64-bit range.
-        return range.lowerBound + Int(below(span))
+        return range.lowerBound &+ Int(truncatingIfNeeded: below(span))
     }
 
     /// True with probability `percent`/100.

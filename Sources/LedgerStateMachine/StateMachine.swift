@@ -73,6 +73,7 @@ public final class StateMachine<Store: LedgerStore> {
     /// sizes, one filter per query batch, and a reply that fits in one message. Field-level
     /// checks are not done here: they produce per-event results instead.
     public func isValidRequest(operation: Operation, body: UnsafeRawBufferPointer) -> Bool {
+        guard body.count <= Constants.messageBodySizeMax else { return false }
         switch operation {
         case .pulse:
             return body.count == 0
@@ -102,8 +103,8 @@ public final class StateMachine<Store: LedgerStore> {
 
     /// The `limit` of the one filter in a query batch.
     private func filterLimit(_ operation: Operation, _ reader: MultiBatchReader, _ batch: Int) -> UInt32 {
-        var offset = 0
-        for earlier in 0..<batch { offset += reader.elementCount(batch: earlier) * operation.eventSize }
+        // Every earlier batch holds exactly one filter (checked before this is called).
+        let offset = batch * operation.eventSize
         let limitOffset: Int
         switch operation {
         case .getAccountTransfers, .getAccountBalances: limitOffset = 120
@@ -156,6 +157,7 @@ public final class StateMachine<Store: LedgerStore> {
     ) -> Int {
         precondition(timestamp > commitTimestamp, "operation timestamps strictly increase")
         precondition(output.count >= Constants.messageBodySizeMax, "the reply buffer holds a body")
+        precondition(Int(bitPattern: output.baseAddress) % 16 == 0, "reply bodies are 16-byte aligned")
         precondition(
             Int(bitPattern: body.baseAddress) % 16 == 0 || body.count == 0,
             "request bodies are 16-byte aligned")

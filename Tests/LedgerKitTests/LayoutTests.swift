@@ -740,7 +740,7 @@ private let transferStatusPrecedence: [String] = [
 ]
 
 /// The seven transient transfer codes, state-machine §1.7 / §5.9.
-private let transientTransferStatuses: Set<String> = [
+private let transientTransferStatusNames: Set<String> = [
     "debit_account_not_found",
     "credit_account_not_found",
     "pending_transfer_not_found",
@@ -753,7 +753,7 @@ private let transientTransferStatuses: Set<String> = [
 /// Codes that have no precedence rank: success and the never-emitted legacy codes.
 private let unrankedStatuses: Set<String> = ["created", "deprecated_ok", "deprecated_18"]
 
-@Suite struct StatusCodeTests {
+@Suite struct StatusCodeLayoutTests {
     @Test func accountStatusValuesAndNames() {
         #expect(accountStatusTable.count == 28)
         for (status, name, value) in accountStatusTable {
@@ -764,7 +764,7 @@ private let unrankedStatuses: Set<String> = ["created", "deprecated_ok", "deprec
     }
 
     @Test func transferStatusValuesAndNames() {
-        #expect(transferStatusTable.count == 71)
+        #expect(transferStatusTable.count == 70)
         for (status, name, value) in transferStatusTable {
             #expect(status.rawValue == value, "\(name) = \(value)")
             #expect(status.description == name, "\(value) is \(name)")
@@ -821,11 +821,11 @@ private let unrankedStatuses: Set<String> = ["created", "deprecated_ok", "deprec
             transient.append(status.description)
         }
         #expect(transient.count == 7)
-        #expect(Set(transient) == transientTransferStatuses)
+        #expect(Set(transient) == transientTransferStatusNames)
         // Also over every raw value in range, not only the listed cases.
         for value in UInt32(0)...80 {
             let status = CreateTransferStatus(rawValue: value)
-            #expect(status.isTransient == transientTransferStatuses.contains(status.description))
+            #expect(status.isTransient == transientTransferStatusNames.contains(status.description))
         }
         #expect(!CreateTransferStatus.created.isTransient)
     }

@@ -7,8 +7,6 @@ import Testing
 import LedgerKit
 @testable import LedgerStateMachine
 
-private typealias Op = LedgerKit.Operation
-
 private let maxU32 = UInt32.max
 
 // MARK: - Body builders (independent of MultiBatchWriter)
@@ -35,7 +33,7 @@ private func multiBatch(counts: [Int], elementSize e: Int) -> [UInt8] {
 }
 
 /// One filter of `operation` (AccountFilter or QueryFilter) with `limit`, as raw bytes.
-private func filter(_ operation: Op, limit: UInt32) -> [UInt8] {
+private func filter(_ operation: LedgerKit.Operation, limit: UInt32) -> [UInt8] {
     let size = operation.eventSize
     var bytes = [UInt8](repeating: 0, count: size)
     // `limit` is at 120 in AccountFilter (state-machine §1.8), at 56 in QueryFilter (§1.9).
@@ -47,11 +45,11 @@ private func filter(_ operation: Op, limit: UInt32) -> [UInt8] {
 }
 
 /// A multi-batch query body with one filter per limit.
-private func queryBody(_ operation: Op, limits: [UInt32]) -> [UInt8] {
+private func queryBody(_ operation: LedgerKit.Operation, limits: [UInt32]) -> [UInt8] {
     multiBatch(limits.map { filter(operation, limit: $0) }, elementSize: operation.eventSize)
 }
 
-private let queryOperations: [Op] = [
+private let queryOperations: [LedgerKit.Operation] = [
     .getAccountTransfers, .getAccountBalances, .queryAccounts, .queryTransfers,
 ]
 
@@ -62,7 +60,7 @@ private let queryOperations: [Op] = [
 private final class Validator {
     let machine = StateMachine(store: MemoryStore(.sized(accounts: 16, transfers: 16)))
 
-    func isValid(_ operation: Op, _ body: [UInt8]) -> Bool {
+    func isValid(_ operation: LedgerKit.Operation, _ body: [UInt8]) -> Bool {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(body.count, 1), alignment: 16)
         defer { buffer.deallocate() }
         buffer.copyBytes(from: body)
@@ -74,12 +72,12 @@ private final class Validator {
 // MARK: - Tests
 
 @Suite struct RequestValidationTests {
-    let validator = Validator()
+    private let validator = Validator()
 
     // MARK: Create and lookup batch limits (wire §7.4, state-machine §3.3)
 
-    @Test(arguments: [Op.createAccounts, .createTransfers])
-    func createBatchLimit(operation: Op) {
+    @Test(arguments: [LedgerKit.Operation.createAccounts, .createTransfers])
+    func createBatchLimit(operation: LedgerKit.Operation) {
         #expect(operation.eventSize == 128)
         let full = multiBatch(counts: [8189], elementSize: 128)
         #expect(full.count == 1_048_320, "8189 events and the trailer fill the body exactly")
@@ -89,22 +87,33 @@ private final class Validator {
         #expect(validator.isValid(operation, multiBatch(counts: [8188], elementSize: 128)))
     }
 
-    @Test(arguments: [Op.createAccounts, .createTransfers])
-    func emptyCreateBatchIsValid(operation: Op) {
+    @Test(arguments: [LedgerKit.Operation.createAccounts, .createTransfers])
+    func emptyCreateBatchIsValid(operation: LedgerKit.Operation) {
         #expect(validator.isValid(operation, multiBatch(counts: [0], elementSize: 128)))
         #expect(validator.isValid(operation, multiBatch(counts: [0, 0, 0], elementSize: 128)))
         #expect(validator.isValid(operation, multiBatch(counts: [1, 2, 0, 1, 2], elementSize: 128)))
     }
 
-    @Test(arguments: [Op.createAccounts, .createTransfers])
-    func createBatchesSplittingTheLimit(operation: Op) {
+    @Test(arguments: [LedgerKit.Operation.createAccounts, .createTransfers])
+    func createBatchesSplittingTheLimit(operation: LedgerKit.Operation) {
         // Several batches together within one body: the reply (16-byte results) fits easily.
         #expect(validator.isValid(operation, multiBatch(counts: [4094, 4095], elementSize: 128)))
         #expect(validator.isValid(operation, multiBatch(counts: [1000, 0, 3000, 4189], elementSize: 128)))
     }
 
-    @Test(arguments: [Op.lookupAccounts, .lookupTransfers])
-    func lookupBatchLimit(operation: Op) {
+    @Test(arguments: [LedgerKit.Operation.createAccounts, .createTransfers])
+    func createRequestMustFitInOneBody(operation: LedgerKit.Operation) {
+        // Each batch is within its limit and the 16-byte results fit in a reply, but the request
+        // itself (8190 · 128 + 128 bytes) is larger than a message body (state-machine §3.3).
+        let body = multiBatch(counts: [8189, 1], elementSize: 128)
+        #expect(body.count == 1_048_448)
+        #expect(!validator.isValid(operation, body))
+        #expect(!validator.isValid(operation, multiBatch(counts: [4095, 4095], elementSize: 128)))
+        #expect(validator.isValid(operation, multiBatch(counts: [4094, 4095], elementSize: 128)))
+    }
+
+    @Test(arguments: [LedgerKit.Operation.lookupAccounts, .lookupTransfers])
+    func lookupBatchLimit(operation: LedgerKit.Operation) {
         #expect(operation.eventSize == 16)
         #expect(validator.isValid(operation, multiBatch(counts: [8189], elementSize: 16)))
         #expect(!validator.isValid(operation, multiBatch(counts: [8190], elementSize: 16)))
@@ -128,7 +137,7 @@ private final class Validator {
     // MARK: Query limits (state-machine §3.3 examples, R = 128)
 
     @Test(arguments: queryOperations)
-    func queryLimitExamples(operation: Op) {
+    func queryLimitExamples(operation: LedgerKit.Operation) {
         #expect(operation.resultSize == 128)
         let examples: [([UInt32], Bool)] = [
             ([8189], true),
@@ -147,7 +156,7 @@ private final class Validator {
     }
 
     @Test(arguments: queryOperations)
-    func queryLimitEdges(operation: Op) {
+    func queryLimitEdges(operation: LedgerKit.Operation) {
         // A limit of 0 is valid input.
         #expect(validator.isValid(operation, queryBody(operation, limits: [0])))
         #expect(validator.isValid(operation, queryBody(operation, limits: [0, 0, 0])))
@@ -163,8 +172,19 @@ private final class Validator {
         #expect(validator.isValid(operation, queryBody(operation, limits: [0, 0, 8189, 0])))
     }
 
+    @Test func manyQueryBatchesAndTheReplyTrailer() {
+        // 8063 batches of limit 1: 8063 · 128 + trailer(128, 8063) = 1,032,064 + 16,128 fits;
+        // 8064 batches: 1,032,192 + 16,256 (the reply trailer grows by a slot) does not.
+        // The request itself (64-byte filters) is only about half a body in both cases.
+        let fits = queryBody(.queryAccounts, limits: [UInt32](repeating: 1, count: 8063))
+        let overflows = queryBody(.queryAccounts, limits: [UInt32](repeating: 1, count: 8064))
+        #expect(overflows.count < 600_000)
+        #expect(validator.isValid(.queryAccounts, fits))
+        #expect(!validator.isValid(.queryAccounts, overflows))
+    }
+
     @Test(arguments: queryOperations)
-    func queryBatchNeedsExactlyOneFilter(operation: Op) {
+    func queryBatchNeedsExactlyOneFilter(operation: LedgerKit.Operation) {
         let e = operation.eventSize
         let one = filter(operation, limit: 10)
         #expect(validator.isValid(operation, multiBatch([one], elementSize: e)))
@@ -209,8 +229,8 @@ private final class Validator {
 
     // MARK: Malformed multi-batch bodies
 
-    @Test(arguments: [Op.createAccounts, .createTransfers, .lookupAccounts, .lookupTransfers, .queryAccounts, .getAccountTransfers])
-    func malformedTrailers(operation: Op) {
+    @Test(arguments: [LedgerKit.Operation.createAccounts, .createTransfers, .lookupAccounts, .lookupTransfers, .queryAccounts, .getAccountTransfers])
+    func malformedTrailers(operation: LedgerKit.Operation) {
         let e = operation.eventSize
         let good = operation.isBatchable
             ? multiBatch(counts: [2, 0, 1], elementSize: e)

@@ -117,7 +117,8 @@ struct WorkedExamplesAccountTests {
             .init("E22m", a(4), .created),
         ]
         let results = exCreateAccounts(ledger, rows)
-        let slot = { (i: Int) in ledger.timestamp - UInt64(rows.count) + UInt64(i) + 1 }
+        let batchTimestamp = ledger.timestamp  // Before any lookup consumes a timestamp.
+        let slot = { (i: Int) in batchTimestamp - UInt64(rows.count) + UInt64(i) + 1 }
 
         // Final accounts: A7, A1, A2, A3, A4 exist, all zero balances.
         let found = ledger.lookupAccounts([1, 2, 3, 4, 5, 6, 7])

@@ -375,10 +375,10 @@ struct WorkedExamplesAdvancedTests {
         #expect(ledger.timestamp == 40, "batch timestamp 40")
 
         ledger.advExCreateTransfers([advT(3, 1, 2, 3, IMP, ts: 10)], expect: [.created], timestamps: [10])  // E165
-        #expect(ledger.timestamp == 41)
+        #expect(ledger.timestamp == 42, "base 41 + 1 event")
         ledger.advExCreateAccounts(
-            [advA(4, IMPA, ts: 10)], expect: [.importedEventTimestampMustNotRegress], timestamps: [42])  // E166
-        #expect(ledger.timestamp == 42)
+            [advA(4, IMPA, ts: 10)], expect: [.importedEventTimestampMustNotRegress], timestamps: [44])  // E166
+        #expect(ledger.timestamp == 44, "base 43 + 1 event")
 
         #expect(ledger.lookupAccounts([1, 2, 3, 4]).map(\.timestamp) == [2, 3, 9])
         #expect(ledger.lookupTransfers([1, 2, 3]).map(\.timestamp) == [4, 5, 10])
@@ -762,14 +762,22 @@ struct WorkedExamplesAdvancedTests {
     func queryTransfersExample() {
         let ledger = TestLedger()
         // Two accounts per ledger 1…4 (ids 10·L + 1, 10·L + 2) for T1…T8 to move between.
-        ledger.advExSetupAccounts((1...4).flatMap { l in [advA(UInt128(10 * l + 1), ledger: UInt32(l)), advA(UInt128(10 * l + 2), ledger: UInt32(l))] })
-        ledger.advExCreateTransfers(
-            Self.queryFields.enumerated().map { index, f in
+        var accounts: [Account] = []
+        for l in UInt32(1)...4 {
+            let base = UInt128(10 * l)
+            accounts.append(advA(base + 1, ledger: l))
+            accounts.append(advA(base + 2, ledger: l))
+        }
+        ledger.advExSetupAccounts(accounts)
+        var transfers: [Transfer] = []
+        for (index, f) in Self.queryFields.enumerated() {
+            let base = UInt128(10 * f.3)
+            transfers.append(
                 advT(
-                    UInt128(index + 1), UInt128(10 * f.3 + 1), UInt128(10 * f.3 + 2), 1, ledger: f.3, code: f.4,
-                    ud128: f.0, ud64: f.1, ud32: f.2)
-            },
-            expect: Array(repeating: .created, count: 8))
+                    UInt128(index + 1), base + 1, base + 2, 1, ledger: f.3, code: f.4,
+                    ud128: f.0, ud64: f.1, ud32: f.2))
+        }
+        ledger.advExCreateTransfers(transfers, expect: Array(repeating: .created, count: 8))
         let ts = ledger.lookupTransfers(Array(1...8)).map(\.timestamp)
         #expect(ts.count == 8)
         guard ts.count == 8 else { return }
@@ -782,11 +790,12 @@ struct WorkedExamplesAdvancedTests {
         let ledger = TestLedger(accounts: 1 << 14, transfers: 1 << 14)
         let accounts = (1...count).map { advA(UInt128($0), $0 == 1 ? .history : []) }
         let half = count / 2
-        let accountResults = ledger.createAccounts(batches: [Array(accounts[..<half]), Array(accounts[half...])])
-        #expect(accountResults.joined().allSatisfy { $0.status == .created })
+        // One message holds at most 8189 events: two requests.
+        let accountResults = ledger.createAccounts(Array(accounts[..<half])) + ledger.createAccounts(Array(accounts[half...]))
+        #expect(accountResults.count == count && accountResults.allSatisfy { $0.status == .created })
         let transfers = (1...count).map { advT(UInt128($0), 1, 2, 1) }
-        let transferResults = ledger.createTransfers(batches: [Array(transfers[..<half]), Array(transfers[half...])])
-        #expect(transferResults.joined().allSatisfy { $0.status == .created })
+        let transferResults = ledger.createTransfers(Array(transfers[..<half])) + ledger.createTransfers(Array(transfers[half...]))
+        #expect(transferResults.count == count && transferResults.allSatisfy { $0.status == .created })
 
         let resultsMax = Constants.queryResultsMax
         #expect(resultsMax == 8189)

@@ -10,7 +10,7 @@ import Testing
 /// `MAX` of the spec's notation: MAX128.
 let exMax = UInt128.max
 
-/// One nanosecond-second (`NS_PER_S`).
+/// Nanoseconds per second (`NS_PER_S`).
 let exSecond = Constants.nanosecondsPerSecond
 
 /// The four balances of an account, written `(dp, dpo, cp, cpo)` as in spec §8.

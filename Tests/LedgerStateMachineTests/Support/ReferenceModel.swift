@@ -648,9 +648,9 @@ final class ReferenceModel {
     static func satSub(_ x: UInt128, _ y: UInt128) -> UInt128 { x >= y ? x - y : 0 }
 }
 
-/// A 129+-bit unsigned sum for limit comparisons that must not wrap: (high carry, low).
+/// A wide unsigned sum for limit comparisons that must not wrap: (high carry, low).
 struct UInt128Wide: Comparable {
-    var high: UInt8
+    var high: UInt64
     var low: UInt128
 
     init(_ value: UInt128) {
@@ -658,7 +658,7 @@ struct UInt128Wide: Comparable {
         low = value
     }
 
-    private init(high: UInt8, low: UInt128) {
+    private init(high: UInt64, low: UInt128) {
         self.high = high
         self.low = low
     }
