@@ -24,13 +24,13 @@ struct IdIndex: ~Copyable {
         precondition(capacity > 0, "an index holds something")
         var size = 16
         while size < capacity * 2 { size <<= 1 }
-        slots = .allocate(capacity: size)
+        slots = LargeAllocation.allocate(Slot.self, capacity: size)
         slots.initialize(repeating: Slot(key: 0, value: -1))
         mask = size - 1
         self.capacity = capacity
     }
 
-    deinit { slots.deallocate() }
+    deinit { LargeAllocation.deallocate(slots) }
 
     @inline(__always)
     private static func hash(_ key: UInt128) -> Int {

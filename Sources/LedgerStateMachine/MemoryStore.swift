@@ -55,10 +55,10 @@ public final class MemoryStore: LedgerStore {
     private var undo: UndoLog
 
     public init(_ configuration: Configuration) {
-        accounts = .allocate(capacity: configuration.accountsMax)
-        transfers = .allocate(capacity: configuration.transfersMax)
-        pendingStatuses = .allocate(capacity: configuration.transfersMax)
-        events = .allocate(capacity: configuration.accountEventsMax)
+        accounts = LargeAllocation.allocate(Account.self, capacity: configuration.accountsMax)
+        transfers = LargeAllocation.allocate(Transfer.self, capacity: configuration.transfersMax)
+        pendingStatuses = LargeAllocation.allocate(PendingStatus.self, capacity: configuration.transfersMax)
+        events = LargeAllocation.allocate(AccountEvent.self, capacity: configuration.accountEventsMax)
         // Touch every page now: a first touch on the hot path costs a page fault per 4 KiB.
         accounts.initialize(repeating: Account())
         transfers.initialize(repeating: Transfer())
@@ -77,10 +77,10 @@ public final class MemoryStore: LedgerStore {
     }
 
     deinit {
-        accounts.deallocate()
-        transfers.deallocate()
-        pendingStatuses.deallocate()
-        events.deallocate()
+        LargeAllocation.deallocate(accounts)
+        LargeAllocation.deallocate(transfers)
+        LargeAllocation.deallocate(pendingStatuses)
+        LargeAllocation.deallocate(events)
     }
 
     // MARK: Prefetch

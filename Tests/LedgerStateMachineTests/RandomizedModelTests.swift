@@ -19,11 +19,10 @@ import Testing
     @Test(arguments: seeds)
     func modelComparison(seed: UInt64) {
         let run = ModelRun(seed: seed)
-        run.runRandom(requests: 150)
+        run.runRandom(requests: 200)
         if !run.failed { run.jumpClock() }
-        if !run.failed { run.runRandom(requests: 150) }
+        if !run.failed { run.runRandom(requests: 200) }
         print(run.summary)
-        print(run.histogram)
         if run.failed { return }
         let missingTransfers = ModelRun.expectedTransferStatuses.filter { run.transferStatusCounts[$0.rawValue] == nil }
         let missingAccounts = ModelRun.expectedAccountStatuses.filter { run.accountStatusCounts[$0.rawValue] == nil }
@@ -35,6 +34,33 @@ import Testing
             "seed \(seed): the workload never produced account statuses \(missingAccounts)")
         #expect(run.pulses > 0, "seed \(seed): no pulse ran")
         #expect(run.expiries > 0, "seed \(seed): no pending transfer expired")
+    }
+
+    /// Spec §7.2: a pulse expires at most 8190 transfers; when it stops at the limit,
+    /// `pulse_next_timestamp` is the last selected `expires_at`, so the next pulse follows at once.
+    @Test func pulseExpiresAtMost8190() {
+        let run = ModelRun(seed: 31)
+        run.submitAccounts([[Account(id: 1, ledger: 1, code: 1), Account(id: 2, ledger: 1, code: 1)]])
+        var id: UInt128 = 100
+        for _ in 0..<2 {
+            var batch: [Transfer] = []
+            for _ in 0..<4100 {
+                batch.append(
+                    Transfer(id: id, debitAccountId: 1, creditAccountId: 2, amount: 1, timeout: 1, ledger: 1, code: 1, flags: .pending))
+                id += 1
+            }
+            let results = run.submitTransfers([batch])
+            #expect(results[0].allSatisfy { $0.status == .created })
+        }
+        let expiriesBefore = run.expiries
+        run.advance(seconds: 2)  // The limit stops the pulse at 8190 of the 8200 due.
+        #expect(run.expiries - expiriesBefore == 8190)
+        #expect(run.ledger.machine.pulseNextTimestamp <= run.ledger.timestamp)
+        run.pulseIfNeeded()  // The rest, right away.
+        #expect(run.expiries - expiriesBefore == 8200)
+        #expect(run.ledger.machine.pulseNextTimestamp == UInt64(Int64.max))
+        #expect(run.ledger.lookupAccount(1)?.debitsPending == 0)
+        #expect(!run.failed)
     }
 
     /// Spec §4.4 consequence 1 and §5.7: resubmitting successful events returns `exists` with the
@@ -965,6 +991,11 @@ final class ModelRun {
                     } else {
                         timestamp = cursor
                     }
+                case 38..<44:
+                    // At or before an expiry newer than every transfer (Q2: must_not_regress).
+                    let low = state.transferTimestampMax
+                    let high = state.eventTimestampMax
+                    timestamp = high > low ? low + 1 + prng.below(high - low) : cursor
                 default:
                     cursor = min(cursor + 1 + prng.below(3), slot)
                     timestamp = cursor

@@ -147,10 +147,11 @@ final class ReferenceModel {
 
     // MARK: Time and pulses (spec §7)
 
-    /// Mirrors `TestLedger.advance(seconds:)`. Returns whether a pulse ran.
+    /// Mirrors `TestLedger.advance(seconds:)`: `seconds` pass after the last operation (the wall
+    /// clock first catches up with the last prepared timestamp). Returns whether a pulse ran.
     @discardableResult
     func advance(seconds: UInt64) -> Bool {
-        host.realtime += seconds * Self.nsPerSecond
+        host.realtime = max(host.realtime, host.prepareTimestamp) + seconds * Self.nsPerSecond
         return pulseIfNeeded()
     }
 
@@ -184,13 +185,14 @@ final class ReferenceModel {
             storeAccount(dr)
             storeAccount(cr)
             state.pendingStatuses[pIndex] = .expired
-            state.expiries.removeAll { $0 == expiry }
             state.events.append(
                 AccountEvent(
                     timestamp: eventTimestamp, transferTimestamp: p.timestamp, amount: p.amount,
                     pendingId: p.id, debitAccount: AccountSnapshot(dr),
                     creditAccount: AccountSnapshot(cr), ledger: p.ledger, pendingStatus: .expired))
         }
+        let expired = Set(selected.map(\.transferId))
+        state.expiries.removeAll { expired.contains($0.transferId) }
         if selected.count == Self.pulseExpiriesMax {
             pulseNextTimestamp = selected.last!.expiresAt
         } else if let next = ordered.dropFirst(selected.count).first {

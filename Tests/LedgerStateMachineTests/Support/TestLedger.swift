@@ -88,9 +88,11 @@ final class TestLedger {
 
     // MARK: Time
 
-    /// Moves the wall clock forward, then runs a pulse if one is due (the host's idle timer).
+    /// Lets `seconds` pass after the last operation (the wall clock first catches up with the
+    /// last prepared timestamp, which runs a few ns ahead of it), then runs a pulse if one is
+    /// due (the host's idle timer).
     func advance(seconds: UInt64) {
-        realtime += seconds * Constants.nanosecondsPerSecond
+        realtime = max(realtime, machine.prepareTimestamp) + seconds * Constants.nanosecondsPerSecond
         pulseIfNeeded()
     }
 
@@ -147,6 +149,11 @@ final class TestLedger {
     }
 
     private func encode<Event>(_ batches: [[Event]], elementSize: Int) -> Int {
+        let bytes = batches.reduce(0) { $0 + $1.count } * elementSize
+        precondition(
+            bytes + MultiBatch.trailerSize(elementSize: elementSize, batchCount: batches.count)
+                <= request.count,
+            "the test request fits in one message (at most 8189 events of 128 bytes)")
         var writer = MultiBatchWriter(buffer: request, elementSize: elementSize, batchCount: batches.count)
         for batch in batches {
             batch.withUnsafeBytes { bytes in
