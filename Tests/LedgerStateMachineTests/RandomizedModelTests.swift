@@ -22,7 +22,7 @@ import Testing
         run.runRandom(requests: 200)
         if !run.failed { run.jumpClock() }
         if !run.failed { run.runRandom(requests: 200) }
-        print(run.summary)
+        if run.failed { print(run.summary) }
         if run.failed { return }
         let missingTransfers = ModelRun.expectedTransferStatuses.filter { run.transferStatusCounts[$0.rawValue] == nil }
         let missingAccounts = ModelRun.expectedAccountStatuses.filter { run.accountStatusCounts[$0.rawValue] == nil }
