@@ -3,10 +3,10 @@
 import Glibc
 
 let usage = """
-    usage: ledger-benchmark [state-machine | checksum | all] [--batches=N]
-      state-machine  execute throughput of create_transfers batches of 8189 over 10 000 and
-                     1 000 000 accounts, with heap allocations per batch
-      checksum       AEGIS-128L checksum throughput (1 MiB) and latency (128 bytes)
+    usage: ledger-benchmark [state-machine | checksum | all] [--batches=N] [--accounts=N]
+      state-machine  prefetch+execute throughput of create_transfers batches of 8189 over
+                     10 000 and 1 000 000 accounts, batch latency, heap allocations per batch
+      checksum       AEGIS-128L checksum throughput (1 MiB) and latency (128 and 240 bytes)
       --batches=N    timed create_transfers batches per configuration (default 40)
       --accounts=N   run the state-machine benchmark over N accounts only (2...10000000)
     """
