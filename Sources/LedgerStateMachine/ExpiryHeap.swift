@@ -48,8 +48,6 @@ struct ExpiryHeap: ~Copyable {
         siftUp(position)
     }
 
-    func contains(transferIndex: Int) -> Bool { positions[transferIndex] >= 0 }
-
     private mutating func siftUp(_ start: Int) {
         var child = start
         while child > 0 {  // Bounded by the heap's depth.

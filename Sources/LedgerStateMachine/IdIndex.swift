@@ -56,9 +56,6 @@ struct IdIndex: ~Copyable {
         }
     }
 
-    @inline(__always)
-    func contains(_ key: UInt128) -> Bool { find(key) != nil }
-
     /// Starts loading the cache line where a probe for `key` begins.
     @inline(__always)
     func prefetch(_ key: UInt128) {

@@ -52,33 +52,23 @@ private func timeChecksums(
     let recordCount = buffer.count / recordSize
     var accumulator: UInt128 = 0
     var record = 0
-    let start = monotonicNanoseconds()
+    let start = monotonicNs()
     for _ in 0..<calls {
         accumulator ^= checksum(UnsafeRawBufferPointer(start: base + record &* recordSize, count: recordSize))
         record &+= 1
         if record == recordCount { record = 0 }
     }
-    let elapsed = monotonicNanoseconds() - start
+    let elapsed = monotonicNs() - start
     sink ^= accumulator
     return elapsed
 }
 
-/// Pseudo-random bytes (SplitMix64), so that every record differs.
+/// Pseudo-random bytes from the project's PRNG, so that every record differs.
 private func fillBenchmarkBytes(_ buffer: UnsafeMutableRawBufferPointer, seed: UInt64) {
-    var state = seed
+    var random = PRNG(seed: seed)
     for index in 0..<buffer.count {
-        state &+= 0x9e37_79b9_7f4a_7c15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xbf58_476d_1ce4_e5b9
-        z = (z ^ (z >> 27)) &* 0x94d0_49bb_1331_11eb
-        buffer[index] = UInt8(truncatingIfNeeded: z ^ (z >> 31))
+        buffer[index] = UInt8(truncatingIfNeeded: random.next())
     }
-}
-
-private func monotonicNanoseconds() -> UInt64 {
-    var time = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &time)
-    return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
 }
 
 /// `value` with exactly `digits` decimals (rounded half away from zero), without Foundation.

@@ -126,6 +126,7 @@ private func run(
     return (elapsed, failures)
 }
 
+/// Nanoseconds of the monotonic clock (shared by every benchmark in this tool).
 func monotonicNs() -> UInt64 {
     var time = timespec()
     clock_gettime(CLOCK_MONOTONIC, &time)
