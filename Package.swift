@@ -18,7 +18,12 @@ let package = Package(
     products: [
         .library(name: "LedgerKit", targets: ["LedgerKit"]),
         .library(name: "LedgerStateMachine", targets: ["LedgerStateMachine"]),
+        .executable(name: "ledger-format", targets: ["ledger-format"]),
+        .executable(name: "ledger-inspect", targets: ["ledger-inspect"]),
         .executable(name: "ledger-benchmark", targets: ["ledger-benchmark"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
         // liburing through a pre-include shim (see Sources/CURing/shim.h for why).
@@ -35,18 +40,56 @@ let package = Package(
         .target(
             name: "LedgerStateMachine", dependencies: ["LedgerKit", "CLedgerHints"],
             swiftSettings: coreSwiftSettings),
+        // Linux calls Swift's Glibc does not import: O_DIRECT, fallocate, block-device ioctls.
+        .target(name: "CPlatform", path: "Sources/CPlatform"),
+        // The IO boundary: storage and TCP over one io_uring event loop.
+        .target(
+            name: "LedgerIO", dependencies: ["LedgerKit", "CURing", "CPlatform"],
+            swiftSettings: coreSwiftSettings),
+        // Consensus and its storage: superblock, journal (WAL), format; later the replica.
+        .target(
+            name: "LedgerVSR", dependencies: ["LedgerKit", "LedgerIO"],
+            swiftSettings: coreSwiftSettings),
+        // Simulated IO with faults, for tests and the simulator.
+        .target(
+            name: "LedgerTesting", dependencies: ["LedgerKit", "LedgerIO"],
+            swiftSettings: coreSwiftSettings),
 
         // Counts heap allocations by interposing malloc; linked into benchmarks only.
         .target(name: "CAllocationCounter", path: "Tools/CAllocationCounter"),
         .executableTarget(
             name: "ledger-benchmark",
-            dependencies: ["LedgerKit", "LedgerStateMachine", "CAllocationCounter"],
+            dependencies: [
+                "LedgerKit", "LedgerStateMachine", "LedgerIO", "LedgerVSR", "CPlatform",
+                "CAllocationCounter",
+            ],
             path: "Tools/ledger-benchmark",
             swiftSettings: coreSwiftSettings),
+        .executableTarget(
+            name: "ledger-format",
+            dependencies: [
+                "LedgerKit", "LedgerIO", "LedgerVSR",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tools/ledger-format"),
+        .executableTarget(
+            name: "ledger-inspect",
+            dependencies: [
+                "LedgerKit", "LedgerIO", "LedgerVSR",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Tools/ledger-inspect"),
 
         .testTarget(name: "CURingTests", dependencies: ["CURing"]),
         .testTarget(name: "LedgerKitTests", dependencies: ["LedgerKit"]),
         .testTarget(
             name: "LedgerStateMachineTests", dependencies: ["LedgerStateMachine", "LedgerKit"]),
+        .testTarget(name: "LedgerTestingTests", dependencies: ["LedgerTesting", "LedgerIO", "LedgerKit"]),
+        .testTarget(name: "LedgerIOTests", dependencies: ["LedgerIO", "LedgerKit", "CPlatform"]),
+        .testTarget(
+            name: "LedgerVSRTests", dependencies: ["LedgerVSR", "LedgerIO", "LedgerKit", "LedgerTesting"]),
+        /* Runs the built ledger-format and ledger-inspect binaries on files and loop devices.
+        .testTarget(
+            name: "ToolTests", dependencies: ["LedgerVSR", "LedgerIO", "LedgerKit"]), */
     ]
 )

@@ -61,6 +61,41 @@ public enum Constants {
     public static let clientsMax = 64
     /// Largest cluster.
     public static let replicasMax = 6
+    /// Replica ids kept in the superblock's member list (replicas and standbys).
+    public static let membersMax = 12
+    /// Prepares in flight in the primary's pipeline.
+    public static let pipelinePrepareQueueMax = 8
+
+    // MARK: Storage (storage spec §1–3, §12)
+
+    /// Unit of every direct IO: buffer address, offset and length are multiples of it.
+    public static let sectorSize = 4096
+    /// Slots of the WAL in production (`StorageConfiguration` lets tests shrink it).
+    public static let journalSlotCount = 1024
+    /// Redundant prepare headers per sector of the WAL header ring.
+    public static let walHeadersPerSector = sectorSize / messageHeaderSize
+    /// Beats per LSM bar in production.
+    public static let lsmCompactionOps = 32
+    /// Size of a grid block in production.
+    public static let blockSize = 512 << 10
+    /// Largest grid in production: 16 TiB of blocks (TigerBeetle's default `--limit-storage`).
+    public static let gridBlockCountMax = (16 << 40) / blockSize
+    /// Copies of the superblock; a write needs `superblockQuorumWrite` of them read back, and
+    /// opening needs `superblockQuorumRead` identical ones (write + read quorum > copies).
+    public static let superblockCopies = 4
+    public static let superblockQuorumWrite = 3
+    public static let superblockQuorumRead = 2
+    /// One superblock copy: its header (`superblockHeaderSize`) plus reserved space.
+    public static let superblockCopySize = 24 << 10
+    /// The checksummed part of one superblock copy.
+    public static let superblockHeaderSize = 8 << 10
+    /// View-change headers kept in the superblock.
+    public static let viewHeadersMax = 11
+    /// Concurrent journal IO (storage spec §3): reads, of which some are kept for commits, and
+    /// writes (fewer than the header sectors, so one crash cannot tear every header sector).
+    public static let journalReadsMax = 8
+    public static let journalReadsReservedForCommit = 2
+    public static let journalWritesMax = 32
 
     /// Checks every relationship between the constants. Crashes with the name of the broken
     /// relationship: a wrong constant is a programmer error, never an operating error.
@@ -91,5 +126,19 @@ public enum Constants {
         precondition(batchEventsMax <= Int(UInt16.max), "a batch count fits the u16 trailer")
         precondition(changeEventsMax * changeEventSize <= messageBodySizeMax, "change events fit")
         precondition(replicasMax <= 6, "wire: at most 6 addresses")
+        precondition(replicasMax * 2 <= membersMax, "members hold replicas and standbys")
+        precondition(messageSizeMax % sectorSize == 0, "a WAL slot is whole sectors")
+        precondition(sectorSize % messageHeaderSize == 0, "headers never straddle sectors")
+        precondition(superblockCopySize % sectorSize == 0, "superblock copies are whole sectors")
+        precondition(superblockHeaderSize <= superblockCopySize, "the header fits its copy")
+        precondition(
+            superblockQuorumWrite + superblockQuorumRead > superblockCopies,
+            "superblock read and write quorums intersect")
+        precondition(journalReadsReservedForCommit < journalReadsMax, "repair can read too")
+        precondition(
+            journalWritesMax < journalSlotCount / walHeadersPerSector,
+            "a crash cannot tear every header sector")
+        StorageConfiguration.production.verify()
+        StorageConfiguration.testing.verify()
     }
 }
