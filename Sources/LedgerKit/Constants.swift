@@ -43,6 +43,12 @@ public enum Constants {
     public static let changeEventsMax = min(
         messageBodySizeMax / changeEventSize, batchEventsMaxLegacy, batchEventsMaxLegacy / 2)
 
+    /// Our release, as TigerBeetle encodes it (major·65536 + minor·256 + patch): 0.17.9, the
+    /// protocol we speak (wire spec §8.3). Written into the data file at format.
+    public static let release: UInt32 = 0 << 16 | 17 << 8 | 9
+    /// Oldest client release served: 0.17.0, the first with the multi-batch operations.
+    public static let releaseClientMin: UInt32 = 0 << 16 | 17 << 8 | 0
+
     // MARK: State machine
 
     /// Timestamps a pulse consumes, whatever it expires: the largest create_transfers batch of
@@ -126,6 +132,8 @@ public enum Constants {
         precondition(batchEventsMax <= Int(UInt16.max), "a batch count fits the u16 trailer")
         precondition(changeEventsMax * changeEventSize <= messageBodySizeMax, "change events fit")
         precondition(replicasMax <= 6, "wire: at most 6 addresses")
+        precondition(release == 4361, "wire: 0.17.9")
+        precondition(releaseClientMin <= release, "we serve our own clients")
         precondition(replicasMax * 2 <= membersMax, "members hold replicas and standbys")
         precondition(messageSizeMax % sectorSize == 0, "a WAL slot is whole sectors")
         precondition(sectorSize % messageHeaderSize == 0, "headers never straddle sectors")
