@@ -65,17 +65,22 @@ let package = Package(
             ],
             path: "Tools/ledger-benchmark",
             swiftSettings: coreSwiftSettings),
+        // Command-line plumbing shared by every binary: one-line errors, exit codes.
+        .target(
+            name: "LedgerCommandLine",
+            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Tools/LedgerCommandLine"),
         .executableTarget(
             name: "ledger-format",
             dependencies: [
-                "LedgerKit", "LedgerIO", "LedgerVSR",
+                "LedgerKit", "LedgerIO", "LedgerVSR", "LedgerCommandLine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/ledger-format"),
         .executableTarget(
             name: "ledger-inspect",
             dependencies: [
-                "LedgerKit", "LedgerIO", "LedgerVSR",
+                "LedgerKit", "LedgerIO", "LedgerVSR", "LedgerCommandLine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/ledger-inspect"),
