@@ -180,6 +180,10 @@ public struct PrepareHeader: HeaderLayout, Hashable {
     public var reserved0: UInt8 = 0
     public var reserved1: UInt16 = 0
     public var reserved2: UInt32 = 0
+    /// Fills bytes 244..<248, which would otherwise be implicit alignment padding before
+    /// `reserved3`: Swift leaves such bytes undefined (a copy may or may not carry them), and
+    /// the checksum covers them, so a header with a hidden gap has no stable checksum.
+    public var reserved4: UInt32 = 0
     public var reserved3: UInt64 = 0
 
     public init() {
@@ -213,7 +217,7 @@ public struct PrepareHeader: HeaderLayout, Hashable {
     /// Whether every must-be-zero byte is zero.
     public var hasZeroPadding: Bool {
         frame.hasZeroPadding && parentPadding == 0 && reserved0 == 0 && reserved1 == 0
-            && reserved2 == 0 && reserved3 == 0
+            && reserved2 == 0 && reserved4 == 0 && reserved3 == 0
     }
 }
 
