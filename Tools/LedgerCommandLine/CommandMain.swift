@@ -14,6 +14,9 @@ public func runCommandLine<Command: ParsableCommand>(_ command: Command.Type, na
         var parsed = try Command.parseAsRoot()
         try parsed.run()
         exit(0)
+    } catch let exitCode as ExitCode {
+        // A command that already printed its findings and only sets the status.
+        exit(exitCode.rawValue)
     } catch {
         let code = Command.exitCode(for: error)
         if code == .success {

@@ -1,0 +1,174 @@
+// The WAL benchmark: 1 MiB prepares appended through the journal on io_uring (O_DIRECT|O_DSYNC,
+// several writes in flight, each prepare sealed with its checksums as a primary does), against
+// a plain `pwrite` + `fdatasync` loop on the same file in the same run. Both make every prepare
+// durable before counting it. Rounds alternate between the two so that the device's mood
+// (this is a VM) affects both alike; the medians are compared.
+
+import Glibc
+import LedgerIO
+import LedgerKit
+import LedgerVSR
+
+struct WALRoundResult {
+    var seconds: Double
+    var latenciesNs: [UInt64]
+}
+
+func runWALBenchmark(directory: String, prepareCount: Int, inFlight: Int, rounds: Int) {
+    let layout = DataFileLayout(.production)
+    let path = "\(directory)/ledger-benchmark-wal-\(getpid()).ledger"
+    defer { _ = unlink(path) }
+    do {
+        _ = try DataFileFormatter.formatFile(
+            path: path, layout: layout,
+            options: .init(cluster: 1, replica: 0, replicaCount: 1, sizeBytes: layout.sizeMin))
+    } catch {
+        printError("ledger-benchmark: cannot create \(path): \(error)")
+        exit(1)
+    }
+    let megabytes = Double(prepareCount * Constants.messageSizeMax) / Double(1 << 20)
+    print("wal: \(prepareCount) prepares of 1 MiB per round, \(rounds) rounds, file \(path)")
+
+    var journalRates: [Double] = []
+    var plainRates: [Double] = []
+    var journalLatencies: [UInt64] = []
+    for round in 1...rounds {
+        let journal = appendThroughJournal(path: path, layout: layout, prepareCount: prepareCount, inFlight: inFlight)
+        let plain = appendWithPwriteFdatasync(path: path, layout: layout, prepareCount: prepareCount)
+        journalRates.append(megabytes / journal.seconds)
+        plainRates.append(megabytes / plain.seconds)
+        journalLatencies.append(contentsOf: journal.latenciesNs)
+        print("  round \(round): journal \(formatFixed(megabytes / journal.seconds, digits: 0)) MiB/s, "
+            + "pwrite+fdatasync \(formatFixed(megabytes / plain.seconds, digits: 0)) MiB/s")
+    }
+    let journalMedian = median(journalRates)
+    let plainMedian = median(plainRates)
+    journalLatencies.sort()
+    func percentile(_ p: Double) -> String {
+        let index = min(journalLatencies.count - 1, Int(Double(journalLatencies.count) * p))
+        return formatFixed(Double(journalLatencies[index]) / 1e6, digits: 2)
+    }
+    print("wal journal (io_uring, O_DIRECT|O_DSYNC, \(inFlight) in flight): "
+        + "\(formatFixed(journalMedian, digits: 0)) MiB/s = \(formatFixed(journalMedian, digits: 0)) prepares/s (median), "
+        + "prepare latency p50 \(percentile(0.5)) ms p99 \(percentile(0.99)) ms max \(percentile(1.0)) ms")
+    print("wal pwrite+fdatasync loop (buffered, 1 in flight): \(formatFixed(plainMedian, digits: 0)) MiB/s (median)")
+    print("wal ratio journal/plain: \(formatFixed(journalMedian / plainMedian, digits: 2)) (target >= 0.9)")
+}
+
+private func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted[sorted.count / 2]
+}
+
+/// Appends ops 1…prepareCount through a freshly recovered journal, `inFlight` at a time.
+private func appendThroughJournal(
+    path: String, layout: DataFileLayout, prepareCount: Int, inFlight: Int
+) -> WALRoundResult {
+    let file: DataFile
+    let io: IOUring
+    do {
+        file = try DataFile.open(path: path, layout: layout, mode: .readWrite)
+        io = try IOUring(entries: 256)
+    } catch {
+        printError("ledger-benchmark: cannot open \(path): \(error)")
+        exit(1)
+    }
+    defer { file.close() }
+    let storage = FileStorage(io: io, file: file)
+    let journal = Journal(storage: storage, cluster: 1)
+    var recovered = false
+    journal.recover(opCheckpoint: 0, replicaCount: 1) { result in
+        if case .failure(let error) = result {
+            printError("ledger-benchmark: journal recovery failed: \(error)")
+            exit(1)
+        }
+        recovered = true
+    }
+    _ = io.run(until: { recovered }, timeoutNs: 600 * 1_000_000_000)
+
+    // One 1 MiB message buffer per write in flight, filled once with pseudo-random bytes; each
+    // append changes the first body word so every prepare has its own checksums.
+    let buffers = (0..<inFlight).map { _ in AlignedBuffer(count: Constants.messageSizeMax) }
+    var prng = PRNG(seed: 42)
+    for buffer in buffers {
+        for index in stride(from: 0, to: buffer.count, by: 8) {
+            buffer.bytes.storeBytes(of: prng.next(), toByteOffset: index, as: UInt64.self)
+        }
+    }
+    var parent: UInt128 = journal.header(op: 0)?.frame.checksum ?? 0
+    var nextOp: UInt64 = 1
+    var completed = 0
+    var startNs = [UInt64](repeating: 0, count: inFlight)
+    var latencies: [UInt64] = []
+    latencies.reserveCapacity(prepareCount)
+    let clock = SystemClock()
+
+    var submit: ((Int) -> Void)!
+    submit = { index in
+        let buffer = buffers[index]
+        let body = UnsafeRawBufferPointer(rebasing: buffer.bytes[Constants.messageHeaderSize...])
+        buffer.bytes.storeBytes(of: nextOp, toByteOffset: Constants.messageHeaderSize, as: UInt64.self)
+        var header = PrepareHeader()
+        header.frame.cluster = 1
+        header.frame.size = UInt32(Constants.messageSizeMax)
+        header.frame.release = Constants.release
+        header.op = nextOp
+        header.commit = nextOp - 1
+        header.parent = parent
+        header.timestamp = nextOp
+        header.operation = Operation.createTransfers.rawValue
+        header.seal(body: body)
+        buffer.bytes.storeBytes(of: header, toByteOffset: 0, as: PrepareHeader.self)
+        parent = header.frame.checksum
+        nextOp += 1
+        startNs[index] = clock.monotonicNs()
+        journal.write(prepare: UnsafeRawBufferPointer(buffer.bytes)) { _ in
+            latencies.append(clock.monotonicNs() - startNs[index])
+            completed += 1
+            if nextOp <= UInt64(prepareCount) { submit(index) }
+        }
+    }
+    let begin = clock.monotonicNs()
+    for index in 0..<min(inFlight, prepareCount) { submit(index) }
+    let finished = io.run(until: { completed == prepareCount }, timeoutNs: 600 * 1_000_000_000)
+    let seconds = Double(clock.monotonicNs() - begin) / 1e9
+    precondition(finished, "the journal benchmark completes within 10 minutes")
+    submit = nil
+    return WALRoundResult(seconds: seconds, latenciesNs: latencies)
+}
+
+/// Writes the same amount through the page cache, one `pwrite` + `fdatasync` per prepare.
+private func appendWithPwriteFdatasync(path: String, layout: DataFileLayout, prepareCount: Int) -> WALRoundResult {
+    let fd = open(path, O_RDWR | O_CLOEXEC)
+    guard fd >= 0 else {
+        printError("ledger-benchmark: cannot open \(path) for the pwrite loop (errno \(errno))")
+        exit(1)
+    }
+    defer { close(fd) }
+    let buffer = AlignedBuffer(count: Constants.messageSizeMax)
+    var prng = PRNG(seed: 43)
+    for index in stride(from: 0, to: buffer.count, by: 8) {
+        buffer.bytes.storeBytes(of: prng.next(), toByteOffset: index, as: UInt64.self)
+    }
+    let clock = SystemClock()
+    let slots = layout.configuration.journalSlotCount
+    let base = layout.offset(of: .walPrepares)
+    let begin = clock.monotonicNs()
+    for op in 1...prepareCount {
+        let offset = base + layout.walPrepareOffset(slot: op % slots)
+        var done = 0
+        while done < buffer.count {
+            let written = pwrite(fd, buffer.bytes.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            guard written > 0 else {
+                printError("ledger-benchmark: pwrite failed (errno \(errno))")
+                exit(1)
+            }
+            done += written
+        }
+        guard fdatasync(fd) == 0 else {
+            printError("ledger-benchmark: fdatasync failed (errno \(errno))")
+            exit(1)
+        }
+    }
+    return WALRoundResult(seconds: Double(clock.monotonicNs() - begin) / 1e9, latenciesNs: [])
+}
