@@ -283,6 +283,8 @@ public final class Journal<S: Storage> {
     private var headerSectorLocked: [Bool]
     /// Orders writes waiting for a header sector (first come, first written).
     private var headerSectorTicketNext: UInt64 = 0
+    /// Order of a solo replica's queued prepares.
+    private var prepareTicketNext: UInt64 = 0
 
     private let reads: [JournalRead]
     /// One message-sized buffer per read, for recovery (prepare reads use the caller's buffer).
@@ -438,9 +440,6 @@ public final class Journal<S: Storage> {
             rebasing: prepare[Constants.messageHeaderSize..<size])), "the body matches its checksum")
 
         let slot = slot(op: header.op)
-        if replicaCount == 1 {
-            precondition(writesInFlight == 0, "a solo replica appends strictly in sequence")
-        }
         var free: JournalWrite?
         for write in writes {
             if write.phase == .idle {
@@ -460,13 +459,41 @@ public final class Journal<S: Storage> {
         prepareSizes[slot] = 0
 
         writesInFlight += 1
-        write.phase = .prepare
         write.slot = slot
         write.header = header
         write.callback = callback
+        // A solo replica appends strictly in sequence: a prepare is written only once the one
+        // before it is durable, so a crash can tear only the head (truncated at recovery),
+        // never leave a gap below a durable op, which no peer could fill. The redundant header
+        // write of op n still overlaps the prepare write of op n + 1: a torn header next to a
+        // durable prepare is fixed from the prepare (@E/@F/@G/@M). So the journal queues the
+        // prepares it is given, in order, instead of making the replica wait for both writes.
+        if replicaCount == 1 && writes.contains(where: { $0.phase == .prepare }) {
+            write.phase = .waitingForPrepareTurn
+            write.ticket = prepareTicketNext
+            prepareTicketNext += 1
+            write.prepareBuffer = prepare
+            return
+        }
+        startPrepareWrite(write, buffer: prepare)
+    }
+
+    private func startPrepareWrite(_ write: JournalWrite, buffer: UnsafeRawBufferPointer) {
+        write.phase = .prepare
+        write.prepareBuffer = nil
         storage.write(
             write.completion, zone: .walPrepares,
-            offset: storage.layout.walPrepareOffset(slot: slot), buffer: prepare)
+            offset: storage.layout.walPrepareOffset(slot: write.slot), buffer: buffer)
+    }
+
+    /// A solo replica's next queued prepare, in submission order.
+    private func startNextQueuedPrepare() {
+        var next: JournalWrite?
+        for write in writes where write.phase == .waitingForPrepareTurn {
+            if next == nil || write.ticket < next!.ticket { next = write }
+        }
+        guard let next, let buffer = next.prepareBuffer else { return }
+        startPrepareWrite(next, buffer: buffer)
     }
 
     private func writeCompleted(_ write: JournalWrite) {
@@ -474,7 +501,7 @@ public final class Journal<S: Storage> {
         case .prepare: prepareWritten(write)
         case .headerSector: headerSectorWritten(write)
         case .recoveryFix: recoveryFixWritten()
-        case .idle, .waitingForHeaderSector:
+        case .idle, .waitingForHeaderSector, .waitingForPrepareTurn:
             preconditionFailure("a write completes only while its IO is in flight")
         }
     }
@@ -490,6 +517,7 @@ public final class Journal<S: Storage> {
         prepareSizes[slot] = header.frame.size
         // Only now may the redundant header say so: the prepare is durable.
         setRedundant(slot: slot, to: header)
+        if replicaCount == 1 { startNextQueuedPrepare() }
 
         let sector = slot / Constants.walHeadersPerSector
         if headerSectorLocked[sector] {
@@ -815,6 +843,8 @@ public final class Journal<S: Storage> {
 private final class JournalWrite {
     enum Phase {
         case idle
+        /// A solo replica's prepare waiting for the one before it to be durable.
+        case waitingForPrepareTurn
         case prepare
         case waitingForHeaderSector
         case headerSector
@@ -828,6 +858,8 @@ private final class JournalWrite {
     var header = PrepareHeader()
     var callback: ((PrepareHeader) -> Void)?
     var ticket: UInt64 = 0
+    /// The caller's prepare, while it waits for its turn (solo replicas).
+    var prepareBuffer: UnsafeRawBufferPointer?
 
     init(sector: UnsafeMutableRawBufferPointer) { self.sector = sector }
 }
