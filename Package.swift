@@ -93,8 +93,8 @@ let package = Package(
         .testTarget(name: "LedgerIOTests", dependencies: ["LedgerIO", "LedgerKit", "CPlatform"]),
         .testTarget(
             name: "LedgerVSRTests", dependencies: ["LedgerVSR", "LedgerIO", "LedgerKit", "LedgerTesting"]),
-        /* Runs the built ledger-format and ledger-inspect binaries on files and loop devices.
+        // Runs the built ledger-format and ledger-inspect binaries on files and loop devices.
         .testTarget(
-            name: "ToolTests", dependencies: ["LedgerVSR", "LedgerIO", "LedgerKit"]), */
+            name: "ToolTests", dependencies: ["LedgerVSR", "LedgerIO", "LedgerKit"]),
     ]
 )

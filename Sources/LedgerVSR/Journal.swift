@@ -300,6 +300,8 @@ public final class Journal<S: Storage> {
     private var recoverySlotNext = 0
     private var recoveryReport: JournalRecovery?
     private var recoverySectorsToWrite: [Bool]
+    /// Truncated slots whose prepare still needs its reserved entry.
+    private var recoveryPreparesToTruncate: [Bool]
 
     public init(storage: S, cluster: UInt128) {
         let configuration = storage.layout.configuration
@@ -338,6 +340,7 @@ public final class Journal<S: Storage> {
         recoveryHeaders = [JournalEntry](repeating: .reserved, count: slotCount)
         recoveryPrepares = [JournalEntry](repeating: .reserved, count: slotCount)
         recoverySectorsToWrite = [Bool](repeating: false, count: configuration.walHeaderSectorCount)
+        recoveryPreparesToTruncate = [Bool](repeating: false, count: configuration.journalSlotCount)
 
         for write in writes {
             write.completion.callback = { [unowned self, unowned write] _ in
@@ -501,6 +504,7 @@ public final class Journal<S: Storage> {
         case .prepare: prepareWritten(write)
         case .headerSector: headerSectorWritten(write)
         case .recoveryFix: recoveryFixWritten()
+        case .recoveryTruncatePrepare: recoveryTruncatedPrepareWritten()
         case .idle, .waitingForHeaderSector, .waitingForPrepareTurn:
             preconditionFailure("a write completes only while its IO is in flight")
         }
@@ -788,13 +792,18 @@ public final class Journal<S: Storage> {
             headers[slot] = nil
             setRedundant(slot: slot, to: PrepareHeader.reserved(cluster: cluster, slot: slot))
             recoverySectorsToWrite[sector] = true
+            // The prepare ring gets a reserved entry too (after the header ring: see
+            // `recoveryWriteNextTruncatedPrepare`), so the slot reads as empty afterwards.
+            prepareChecksums[slot] = nil
+            prepareSizes[slot] = 0
+            recoveryPreparesToTruncate[slot] = true
         }
     }
 
     /// Rewrites, one at a time, the header sectors holding a fixed or truncated slot.
     private func recoveryWriteNextSector() {
         guard let sector = recoverySectorsToWrite.firstIndex(of: true) else {
-            return recoveryFinish(.success(recoveryReport!))
+            return recoveryWriteNextTruncatedPrepare()
         }
         let write = writes[0]
         precondition(write.phase == .idle, "recovery writes alone")
@@ -824,6 +833,37 @@ public final class Journal<S: Storage> {
         recoveryWriteNextSector()
     }
 
+    /// Overwrites the first sector of each truncated slot's prepare with the reserved entry,
+    /// one at a time, once every header sector is durable. The order matters: with the header
+    /// already reserved, a crash here leaves either @L (both reserved) or @B (reserved header,
+    /// torn prepare), which the next recovery truncates again. The other order could leave an
+    /// old valid header over a reserved prepare (@K), which only peers can repair.
+    private func recoveryWriteNextTruncatedPrepare() {
+        guard let slot = recoveryPreparesToTruncate.firstIndex(of: true) else {
+            return recoveryFinish(.success(recoveryReport!))
+        }
+        let write = writes[0]
+        precondition(write.phase == .idle, "recovery writes alone")
+        writesInFlight += 1
+        write.phase = .recoveryTruncatePrepare
+        write.slot = slot
+        write.sector.initializeMemory(as: UInt8.self, repeating: 0)
+        write.sector.storeBytes(
+            of: PrepareHeader.reserved(cluster: cluster, slot: slot), toByteOffset: 0,
+            as: PrepareHeader.self)
+        storage.write(
+            write.completion, zone: .walPrepares, offset: storage.layout.walPrepareOffset(slot: slot),
+            buffer: UnsafeRawBufferPointer(write.sector))
+    }
+
+    private func recoveryTruncatedPrepareWritten() {
+        let write = writes[0]
+        recoveryPreparesToTruncate[write.slot] = false
+        write.phase = .idle
+        writesInFlight -= 1
+        recoveryWriteNextTruncatedPrepare()
+    }
+
     private func recoveryFinish(_ result: Result<JournalRecovery, JournalError>) {
         switch result {
         case .success: status = .recovered
@@ -849,6 +889,7 @@ private final class JournalWrite {
         case waitingForHeaderSector
         case headerSector
         case recoveryFix
+        case recoveryTruncatePrepare
     }
     let completion = StorageCompletion()
     /// This write's copy of its header sector.

@@ -175,9 +175,18 @@ public struct VSRState: Equatable, Sendable {
             && reserved3 == 0 && isAllZero(reserved4)
     }
 
+    /// The largest op a well-formed state may name.
+    public static let opMax: UInt64 = 1 << 63
+
     /// The invariants every written state keeps (spec §2 "Invariants"); nil when they hold,
     /// otherwise the name of the broken one. A checksum-valid copy that breaks one is malformed.
     public var brokenInvariant: String? {
+        // Ops are counted from 0 one per prepare: 2^63 is out of reach of any real log, and the
+        // bound leaves room for the checkpoint geometry's arithmetic (op_prepare_max) on a
+        // hostile but checksum-valid copy.
+        if commitMax > VSRState.opMax { return "commit_max <= 2^63" }
+        if checkpoint.header.op > VSRState.opMax { return "checkpoint op <= 2^63" }
+        if syncOpMax > VSRState.opMax { return "sync_op_max <= 2^63" }
         if logView > view { return "log_view <= view" }
         if checkpoint.header.op > commitMax { return "checkpoint op <= commit_max" }
         if syncOpMin > syncOpMax { return "sync_op_min <= sync_op_max" }

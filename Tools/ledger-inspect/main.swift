@@ -94,7 +94,11 @@ struct LedgerInspect: ParsableCommand {
             document = inspection.json(slot: slot)
         case .grid:
             let inspection = try GridInspection(reader: reader, address: block)
-            if case .corrupt = inspection.block?.state { healthy = false }
+            switch inspection.block?.state {
+            case .corrupt: healthy = false
+            case .block(_, let bodyValid, let addressMatches): healthy = bodyValid && addressMatches
+            case .empty, nil: break
+            }
             lines = inspection.text()
             document = inspection.json()
         }
