@@ -13,7 +13,7 @@ let usage = """
       --batches=N    timed create_transfers batches per configuration (default 40)
       --directory=PATH  where the wal benchmark creates its 1.1 GiB file (default: .);
                      must support direct IO (not tmpfs)
-      --prepares=N   prepares per wal round (1...1000, default 1000)
+      --prepares=N   prepares per wal round (1...1000, default 300; 9 rounds)
       --accounts=N   run the state-machine benchmark over N accounts only (2...10000000)
     """
 
@@ -27,7 +27,7 @@ func printError(_ message: String) {
 func parseArguments() -> (workload: String, batches: Int, accounts: [Int], directory: String, prepares: Int) {
     var workload = "all"
     var directory = "."
-    var prepares = 1000
+    var prepares = 300
     var batches = 40
     var accounts = [10_000, 1_000_000]
     for argument in CommandLine.arguments.dropFirst() {
@@ -81,5 +81,5 @@ if arguments.workload == "checksum" || arguments.workload == "all" || arguments.
     runChecksumBenchmark()
 }
 if arguments.workload == "wal" || arguments.workload == "all" {
-    runWALBenchmark(directory: arguments.directory, prepareCount: arguments.prepares, inFlight: 8, rounds: 3)
+    runWALBenchmark(directory: arguments.directory, prepareCount: arguments.prepares, inFlight: 8, rounds: 9)
 }
