@@ -46,6 +46,10 @@ let package = Package(
         .target(
             name: "LedgerIO", dependencies: ["LedgerKit", "CURing", "CPlatform"],
             swiftSettings: coreSwiftSettings),
+        // The LSM forest: grid, free set, block cache, tables, trees, grooves.
+        .target(
+            name: "LedgerLSM", dependencies: ["LedgerKit", "LedgerIO"],
+            swiftSettings: coreSwiftSettings),
         // Consensus and its storage: superblock, journal (WAL), format; later the replica.
         .target(
             name: "LedgerVSR", dependencies: ["LedgerKit", "LedgerIO"],
@@ -90,6 +94,8 @@ let package = Package(
         .testTarget(
             name: "LedgerStateMachineTests", dependencies: ["LedgerStateMachine", "LedgerKit"]),
         .testTarget(name: "LedgerTestingTests", dependencies: ["LedgerTesting", "LedgerIO", "LedgerKit"]),
+        .testTarget(
+            name: "LedgerLSMTests", dependencies: ["LedgerLSM", "LedgerIO", "LedgerKit", "LedgerTesting"]),
         .testTarget(name: "LedgerIOTests", dependencies: ["LedgerIO", "LedgerKit", "CPlatform"]),
         .testTarget(
             name: "LedgerVSRTests", dependencies: ["LedgerVSR", "LedgerIO", "LedgerKit", "LedgerTesting"]),
