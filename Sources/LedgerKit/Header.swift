@@ -250,6 +250,11 @@ public struct BlockHeader: HeaderLayout, Hashable {
         frame.command = Command.block.rawValue
     }
 
+    /// Whether the reserved fields after `blockType` are zero.
+    public var hasZeroReserved: Bool {
+        reserved0 == 0 && reserved1 == 0 && reserved2 == 0 && reserved3 == 0
+    }
+
     public static func == (lhs: BlockHeader, rhs: BlockHeader) -> Bool {
         lhs.untyped == rhs.untyped
     }
