@@ -1,6 +1,6 @@
 /// An account: 128 bytes, laid out exactly as on the wire and on disk (little-endian hosts;
 /// offsets are checked by a test against the spec). Balances are maintained by the ledger.
-public struct Account: Hashable, Sendable {
+public struct Account: Hashable, Sendable, BitwiseCopyable {
     public var id: UInt128
     public var debitsPending: UInt128
     public var debitsPosted: UInt128

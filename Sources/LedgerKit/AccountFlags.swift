@@ -1,6 +1,6 @@
 /// `AccountFlags` (u16 on the wire). Stored exactly as submitted; the ledger only ever changes
 /// `closed` afterwards.
-public struct AccountFlags: OptionSet, Hashable, Sendable {
+public struct AccountFlags: OptionSet, Hashable, Sendable, BitwiseCopyable {
     public var rawValue: UInt16
     public init(rawValue: UInt16) { self.rawValue = rawValue }
 

@@ -1,5 +1,5 @@
 /// A transfer: 128 bytes, laid out exactly as on the wire and on disk. Immutable once created.
-public struct Transfer: Hashable, Sendable {
+public struct Transfer: Hashable, Sendable, BitwiseCopyable {
     public var id: UInt128
     public var debitAccountId: UInt128
     public var creditAccountId: UInt128

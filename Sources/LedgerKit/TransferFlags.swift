@@ -1,5 +1,5 @@
 /// `TransferFlags` (u16 on the wire). Stored exactly as submitted.
-public struct TransferFlags: OptionSet, Hashable, Sendable {
+public struct TransferFlags: OptionSet, Hashable, Sendable, BitwiseCopyable {
     public var rawValue: UInt16
     public init(rawValue: UInt16) { self.rawValue = rawValue }
 

@@ -1,0 +1,176 @@
+// The k-way merge under compaction and scans (storage spec §5): sources of one tree — the
+// mutable and immutable memtables, then tables of level 0, 1, … — each sorted by key, merged
+// into one stream where every key appears once with the value of its newest source.
+//
+// A source is a cursor over values already in memory (a memtable, a value block, a test
+// array). A source whose buffer is used up may not be finished (a table's next value block is
+// still being read): the merge then reports `.blocked(source:)` and the caller refills that
+// source before calling `next()` again. The merge never emits a key while any source that could
+// hold a smaller one is blocked.
+//
+// Cost: k ≤ 16 sources, a linear scan of them per emitted value. Compaction merges 2 sources and
+// a scan at most 2 memtables + 7 levels, where a scan of ≤ 9 peeks beats a heap's bookkeeping;
+// a tournament tree would pay off only for much larger k. The sources live inline in the
+// iterator (`InlineArray`): no allocation at all.
+
+public enum ScanDirection: Sendable {
+    case ascending
+    case descending
+}
+
+/// What a source offers next.
+public enum MergePeek<Value: TreeValue> {
+    case value(Value)
+    /// Nothing in memory now, but more values follow once the caller refills the source.
+    case drained
+    /// No more values.
+    case exhausted
+}
+
+/// A sorted cursor over in-memory values, in the merge's direction, each key at most once.
+public protocol MergeSource {
+    associatedtype Value: TreeValue
+    func peek() -> MergePeek<Value>
+    /// Steps past the value `peek()` returned (only after it returned `.value`).
+    mutating func advance()
+}
+
+/// A source over one buffer of ascending values at a time (a memtable's values, a value block,
+/// a test array), read forwards or backwards; `refill` moves it to the next buffer.
+public struct BufferSource<Value: TreeValue>: MergeSource {
+    public private(set) var buffer: UnsafeBufferPointer<Value>
+    public let direction: ScanDirection
+    /// Whether no buffer follows this one.
+    public private(set) var isLast: Bool
+    /// Values consumed from `buffer`.
+    public private(set) var consumed = 0
+
+    public init(_ buffer: UnsafeBufferPointer<Value>, direction: ScanDirection = .ascending, isLast: Bool = true) {
+        self.buffer = buffer
+        self.direction = direction
+        self.isLast = isLast
+    }
+
+    public func peek() -> MergePeek<Value> {
+        if consumed == buffer.count { return isLast ? .exhausted : .drained }
+        return .value(buffer[direction == .ascending ? consumed : buffer.count - 1 - consumed])
+    }
+
+    public mutating func advance() {
+        precondition(consumed < buffer.count, "advance past a value that was peeked")
+        consumed += 1
+    }
+
+    /// Continues with `next` (ascending values, beyond the previous buffer's in the direction).
+    public mutating func refill(_ next: UnsafeBufferPointer<Value>, isLast: Bool) {
+        precondition(consumed == buffer.count, "refill a drained source")
+        precondition(!self.isLast, "refill a source that has more")
+        buffer = next
+        consumed = 0
+        self.isLast = isLast
+    }
+}
+
+/// What the merge yields next.
+public enum MergeStep<Value: TreeValue> {
+    case value(Value)
+    /// Source `source` must be refilled before the merge can go on.
+    case blocked(source: Int)
+    case done
+}
+
+public struct MergeIterator<Source: MergeSource> {
+    public typealias Value = Source.Value
+    public static var sourcesMax: Int { 16 }
+
+    public let direction: ScanDirection
+    /// Whether tombstones are dropped (the output goes to the last level, or nothing lies below)
+    /// rather than emitted to shadow older values further down.
+    public let dropTombstones: Bool
+    public private(set) var sourceCount = 0
+    private var sources = InlineArray<16, Source?>(repeating: nil)
+    /// Per source: 0 is the newest (the mutable memtable), larger is older.
+    private var priorities = InlineArray<16, Int>(repeating: 0)
+    /// The last key taken from the sources, emitted or dropped: keys must move strictly in
+    /// `direction`, which also catches a source out of order.
+    private var lastKey: Value.Key?
+
+    public init(direction: ScanDirection = .ascending, dropTombstones: Bool) {
+        self.direction = direction
+        self.dropTombstones = dropTombstones
+    }
+
+    /// Adds a source (sorted in `direction`) with its age: 0 = newest; priorities are distinct.
+    /// Returns the source's index, as `.blocked(source:)` names it.
+    @discardableResult
+    public mutating func add(_ source: Source, priority: Int) -> Int {
+        precondition(sourceCount < Self.sourcesMax, "at most 16 merge sources")
+        precondition(lastKey == nil, "sources are added before the merge starts")
+        for index in 0..<sourceCount {
+            precondition(priorities[index] != priority, "merge source priorities are distinct")
+        }
+        sources[sourceCount] = source
+        priorities[sourceCount] = priority
+        sourceCount += 1
+        return sourceCount - 1
+    }
+
+    /// Source `index`, to refill it after `.blocked(source: index)`.
+    public subscript(source index: Int) -> Source {
+        get {
+            precondition(index >= 0 && index < sourceCount, "merge source in range")
+            return sources[index]!
+        }
+        set {
+            precondition(index >= 0 && index < sourceCount, "merge source in range")
+            sources[index] = newValue
+        }
+    }
+
+    /// The next value: the next key in `direction` with its newest source's value (older values
+    /// of the key are skipped), unless it is a tombstone and tombstones are dropped.
+    public mutating func next() -> MergeStep<Value> {
+        // Each pass consumes at least one value or returns, so this ends within the values
+        // buffered in the sources (a dropped tombstone is the only reason to loop).
+        while true {
+            var winner = -1
+            var winnerValue: Value? = nil
+            for index in 0..<sourceCount {
+                switch sources[index]!.peek() {
+                case .exhausted:
+                    continue
+                case .drained:
+                    return .blocked(source: index)
+                case .value(let value):
+                    guard let best = winnerValue else {
+                        winner = index
+                        winnerValue = value
+                        continue
+                    }
+                    if precedes(value.key, best.key)
+                        || (value.key == best.key && priorities[index] < priorities[winner])
+                    {
+                        winner = index
+                        winnerValue = value
+                    }
+                }
+            }
+            guard let value = winnerValue else { return .done }
+            let key = value.key
+            if let lastKey { precondition(precedes(lastKey, key), "merged keys move strictly in the scan direction") }
+            lastKey = key
+            // Consume the key from every source: the winner's value and the older ones it shadows.
+            for index in 0..<sourceCount {
+                if case .value(let other) = sources[index]!.peek(), other.key == key {
+                    sources[index]!.advance()
+                }
+            }
+            if value.isTombstone && dropTombstones { continue }
+            return .value(value)
+        }
+    }
+
+    private func precedes(_ a: Value.Key, _ b: Value.Key) -> Bool {
+        direction == .ascending ? a < b : b < a
+    }
+}
