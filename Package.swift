@@ -84,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "ledger-inspect",
             dependencies: [
-                "LedgerKit", "LedgerIO", "LedgerVSR", "LedgerCommandLine",
+                "LedgerKit", "LedgerIO", "LedgerVSR", "LedgerLSM", "LedgerCommandLine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Tools/ledger-inspect"),
@@ -101,6 +101,6 @@ let package = Package(
             name: "LedgerVSRTests", dependencies: ["LedgerVSR", "LedgerIO", "LedgerKit", "LedgerTesting"]),
         // Runs the built ledger-format and ledger-inspect binaries on files and loop devices.
         .testTarget(
-            name: "ToolTests", dependencies: ["LedgerVSR", "LedgerIO", "LedgerKit"]),
+            name: "ToolTests", dependencies: ["LedgerVSR", "LedgerLSM", "LedgerIO", "LedgerKit"]),
     ]
 )

@@ -12,7 +12,7 @@ struct GridInspection {
     enum BlockState {
         case empty
         case corrupt(String)
-        case block(BlockHeader, bodyValid: Bool, addressMatches: Bool)
+        case block(BlockHeader, bodyValid: Bool, addressMatches: Bool, detail: GridBlockDetail?)
     }
 
     let blockSize: Int
@@ -46,7 +46,11 @@ struct GridInspection {
         guard size >= Constants.messageHeaderSize, size <= bytes.count else { return .corrupt("size \(size)") }
         let block = header.asBlock
         let body = UnsafeRawBufferPointer(rebasing: bytes[Constants.messageHeaderSize..<size])
-        return .block(block, bodyValid: block.isBodyValid(body), addressMatches: block.address == address)
+        let bodyValid = block.isBodyValid(body)
+        // Only a block whose checksums verify is decoded further: its counts can be trusted
+        // to have been written by a replica, and are still bounds-checked.
+        let detail = bodyValid ? GridBlockDetail(header: block, block: bytes) : nil
+        return .block(block, bodyValid: bodyValid, addressMatches: block.address == address, detail: detail)
     }
 
     func text() -> [String] {
@@ -64,14 +68,14 @@ struct GridInspection {
         switch state {
         case .empty: return ["block \(address): empty (zeros: never written)"]
         case .corrupt(let reason): return ["block \(address): CORRUPT (\(reason))"]
-        case .block(let header, let bodyValid, let addressMatches):
+        case .block(let header, let bodyValid, let addressMatches, let detail):
             let type = BlockType(rawValue: header.blockType).map { "\($0)" } ?? "unknown(\(header.blockType))"
             return [
                 "block \(address): type \(type) size \(header.frame.size) snapshot \(header.snapshot)"
                     + (addressMatches ? "" : " MISDIRECTED (header says address \(header.address))")
                     + (bodyValid ? "" : " BODY CORRUPT"),
                 "  checksum \(hex128(header.frame.checksum)) body \(hex128(header.frame.checksumBody))",
-            ]
+            ] + (detail?.lines ?? [])
         }
     }
 
@@ -86,7 +90,7 @@ struct GridInspection {
             switch block.state {
             case .empty: state = .object([("status", .string("empty"))])
             case .corrupt(let reason): state = .object([("status", .string("corrupt")), ("reason", .string(reason))])
-            case .block(let header, let bodyValid, let addressMatches):
+            case .block(let header, let bodyValid, let addressMatches, let detail):
                 state = .object([
                     ("status", .string(bodyValid && addressMatches ? "valid" : "corrupt")),
                     ("type", .unsigned(UInt64(header.blockType))),
@@ -95,6 +99,7 @@ struct GridInspection {
                     ("snapshot", .unsigned(header.snapshot)),
                     ("body_valid", .bool(bodyValid)),
                     ("checksum", .hex(header.frame.checksum)),
+                    ("decoded", .object(detail?.fields ?? [])),
                 ])
             }
             fields.append(("block", .object([("address", .unsigned(block.address)), ("state", state)])))

@@ -96,7 +96,7 @@ struct LedgerInspect: ParsableCommand {
             let inspection = try GridInspection(reader: reader, address: block)
             switch inspection.block?.state {
             case .corrupt: healthy = false
-            case .block(_, let bodyValid, let addressMatches): healthy = bodyValid && addressMatches
+            case .block(_, let bodyValid, let addressMatches, _): healthy = bodyValid && addressMatches
             case .empty, nil: break
             }
             lines = inspection.text()
