@@ -9,7 +9,9 @@ import LedgerKit
 // Sketch (production: 1024 slots, 1 MiB each):
 // - Append: one prepare write (its size rounded up to sectors) then one 4 KiB header-sector
 //   write: two dependent O_DSYNC writes, so latency is two write latencies (~2×20 µs on NVMe)
-//   and bandwidth is the prepare bytes. Up to `journalWritesMax` (32) appends overlap.
+//   and bandwidth is the prepare bytes. Up to `journalWritesMax` (32) appends overlap; a solo
+//   replica's prepares are queued and written one after another (only each redundant header
+//   overlaps the next prepare), so a crash can never leave a gap below a durable op.
 // - Recovery, once at start-up: 256 KiB of headers plus every prepare up to its size (at most
 //   1 GiB), at most 8 reads in flight: about a second at 1 GB/s, CPU bound by checksums
 //   (AEGIS ≈ 10+ GB/s, so not the limit).
