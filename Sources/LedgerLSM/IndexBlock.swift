@@ -121,16 +121,8 @@ public struct IndexBlock<Value: TreeValue> {
     public static func decode(
         block: UnsafeRawBufferPointer, treeId: UInt16
     ) throws(TableBlockError) -> IndexBlock<Value> {
-        precondition(block.count > Constants.messageHeaderSize, "a block holds more than its header")
-        let untyped = Header(from: block)
-        guard untyped.frame.command == Command.block.rawValue else {
-            throw .notABlock(command: untyped.frame.command)
-        }
-        let header = untyped.asBlock
-        guard header.blockType == BlockType.index.rawValue else { throw .blockType(found: header.blockType) }
-        let metadata = BlockMetadata(header.metadata)
-        let foundTreeId = metadata.load(UInt16.self, at: treeIdOffset)
-        guard foundTreeId == treeId else { throw .treeId(found: foundTreeId) }
+        let (header, metadata) = try TableBlockError.checkHeader(
+            block: block, type: .index, treeId: treeId, treeIdOffset: treeIdOffset)
         let keySize = metadata.load(UInt32.self, at: keySizeOffset)
         guard keySize == UInt32(Value.keySize) else { throw .keySize(found: keySize) }
         guard metadata.load(UInt16.self, at: reservedOffset) == 0 else { throw .reserved }

@@ -49,6 +49,26 @@ public enum TableBlockError: Error, Equatable, Sendable, CustomStringConvertible
     }
 }
 
+extension TableBlockError {
+    /// The checks every table block starts with: a block message of `type`, for tree `treeId`
+    /// (stored as a u16 at `treeIdOffset` of the metadata). Returns its header and metadata.
+    static func checkHeader(
+        block: UnsafeRawBufferPointer, type: BlockType, treeId: UInt16, treeIdOffset: Int
+    ) throws(TableBlockError) -> (BlockHeader, BlockMetadata) {
+        precondition(block.count > Constants.messageHeaderSize, "a block holds more than its header")
+        let untyped = Header(from: block)
+        guard untyped.frame.command == Command.block.rawValue else {
+            throw .notABlock(command: untyped.frame.command)
+        }
+        let header = untyped.asBlock
+        guard header.blockType == type.rawValue else { throw .blockType(found: header.blockType) }
+        let metadata = BlockMetadata(header.metadata)
+        let foundTreeId = metadata.load(UInt16.self, at: treeIdOffset)
+        guard foundTreeId == treeId else { throw .treeId(found: foundTreeId) }
+        return (header, metadata)
+    }
+}
+
 /// A decoded value block: a view of its sorted values inside the caller's block buffer, valid
 /// while that buffer is.
 public struct ValueBlock<Value: TreeValue> {
@@ -111,16 +131,8 @@ public struct ValueBlock<Value: TreeValue> {
     public static func decode(
         block: UnsafeRawBufferPointer, treeId: UInt16
     ) throws(TableBlockError) -> ValueBlock<Value> {
-        precondition(block.count > Constants.messageHeaderSize, "a block holds more than its header")
-        let untyped = Header(from: block)
-        guard untyped.frame.command == Command.block.rawValue else {
-            throw .notABlock(command: untyped.frame.command)
-        }
-        let header = untyped.asBlock
-        guard header.blockType == BlockType.value.rawValue else { throw .blockType(found: header.blockType) }
-        let metadata = BlockMetadata(header.metadata)
-        let foundTreeId = metadata.load(UInt16.self, at: treeIdOffset)
-        guard foundTreeId == treeId else { throw .treeId(found: foundTreeId) }
+        let (header, metadata) = try TableBlockError.checkHeader(
+            block: block, type: .value, treeId: treeId, treeIdOffset: treeIdOffset)
         let valueSize = metadata.load(UInt32.self, at: valueSizeOffset)
         guard valueSize == UInt32(Value.valueSize) else { throw .valueSize(found: valueSize) }
         guard metadata.load(UInt16.self, at: reservedOffset) == 0 else { throw .reserved }
