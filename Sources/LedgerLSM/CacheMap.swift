@@ -1,0 +1,500 @@
+import LedgerKit
+
+// A groove's object cache (storage spec §5, "Caches" and "Prefetch, then execute"): a 16-way
+// set-associative CLOCK cache of values stored inline, over a "stash" that catches the values
+// the cache evicts during the current batch.
+//
+// Why the stash: the groove prefetches every object a batch may touch into this map, then
+// executes synchronously, trusting that each prefetched object is still here. A plain cache
+// cannot promise that: inserting the batch's later objects may evict its earlier ones. Every
+// value evicted from the cache therefore moves into the stash, which is emptied only by
+// `compact()` at the start of the next batch's prefetch (by then the groove has put every
+// changed object into its tree, so dropping the stash loses nothing). A key lives in at most
+// one of the two: the cache or the stash.
+//
+// Invariant the caller keeps: the stash holds at most `stashCapacity` values. Each stash entry
+// was evicted by one insert of a new key into the cache (or, with no cache, is such an insert),
+// so the most upserts one batch makes bounds it (plus its removes, if a discarded scope
+// re-inserts removed keys); overflow is a precondition failure, not an error, because it is a
+// bug in the caller's arithmetic. A scope's undo log is bounded the same way: one entry per
+// upsert, update or remove inside the scope.
+//
+// Scopes (linked chains): between `scopeOpen()` and `scopeClose(persist:)` every change logs the
+// key's previous version (its value, or its absence) in a fixed undo log; a discarded scope
+// replays the log backwards, restoring exactly the previous values and presence. CLOCK counts,
+// the placement of a key (cache or stash) and the counters are not rolled back: they are not
+// observable through `get`.
+//
+// Cache layout as in `BlockCache`: a key hashes (a fixed hash of its bytes, no per-process seed,
+// so runs replay exactly) to one set of 16 ways; a lookup compares 16 16-bit tags, then keys.
+// Per set, a u16 occupancy mask, a u32 of 2-bit CLOCK counts and a hand. Empty ways are filled
+// before CLOCK evicts anything.
+//
+// Stash layout: open addressing with linear probing over 2 × stashCapacity slots rounded up to
+// a power of two (load ≤ 1/2, so a probe ends at an empty slot after about 1.5 slots); deletion
+// shifts later entries back (no tombstones), so probe chains never degrade within a batch.
+//
+// Sketch: 128 MiB of accounts (128 B) = 1 Mi values = 64 Ki sets; metadata is 3 bytes per value
+// plus 7 per set. A lookup costs one hash and two or three cache lines (tags, value, mask).
+// The stash of one batch (8189 objects) costs 16 Ki slots × (value + 1 B): 2 MiB for accounts.
+// Nothing allocates after init.
+//
+// Keys are hashed by their bytes: a key type must have no padding bytes and `==` must mean
+// bytewise equality (true of the u64 timestamps and u128 ids the grooves use).
+
+public final class CacheMap<Value: TreeValue> {
+    public typealias Key = Value.Key
+
+    /// Ways per set.
+    public static var ways: Int { 16 }
+    /// Largest CLOCK count (2 bits).
+    static var countMax: UInt32 { 3 }
+
+    /// Values the cache holds (0: stash only).
+    public let cacheCapacity: Int
+    /// Values the stash holds: the most upserts between two `compact()`s.
+    public let stashCapacity: Int
+    /// Changes one scope can log.
+    public var undoCapacity: Int { stashCapacity }
+    let setCount: Int
+
+    // Cache: slot `set × ways + way`.
+    private let cacheValues: UnsafeMutableBufferPointer<Value>
+    private let cacheTags: UnsafeMutableBufferPointer<UInt16>
+    /// Per set: bit `way` set when the way holds a value.
+    private let cacheOccupied: UnsafeMutableBufferPointer<UInt16>
+    /// Per set: the 2-bit CLOCK count of each way, way `w` at bits `2w…2w+1`.
+    private let cacheCounts: UnsafeMutableBufferPointer<UInt32>
+    /// Per set: the way the CLOCK hand points at.
+    private let cacheHands: UnsafeMutableBufferPointer<UInt8>
+
+    // Stash: a power-of-two table, `stashMask` = slots - 1.
+    private let stashValues: UnsafeMutableBufferPointer<Value>
+    private let stashUsed: UnsafeMutableBufferPointer<UInt8>
+    private let stashMask: Int
+
+    // Undo log of the open scope: entry `i` restores `undoValues[i]` if `undoPresent[i]`, else
+    // removes `undoKeys[i]`.
+    private let undoValues: UnsafeMutableBufferPointer<Value>
+    private let undoKeys: UnsafeMutableBufferPointer<Key>
+    private let undoPresent: UnsafeMutableBufferPointer<Bool>
+    private var undoCount = 0
+    public private(set) var scopeIsActive = false
+
+    /// Values in the cache.
+    public private(set) var cacheCount = 0
+    /// Values in the stash.
+    public private(set) var stashCount = 0
+
+    // Counters (for tests and metrics; never rolled back, never reset).
+    /// Lookups found in the cache.
+    public private(set) var hitsCache: UInt64 = 0
+    /// Lookups found in the stash.
+    public private(set) var hitsStash: UInt64 = 0
+    /// Lookups found nowhere.
+    public private(set) var misses: UInt64 = 0
+    /// Values the cache evicted into the stash.
+    public private(set) var evictions: UInt64 = 0
+
+    public init(cacheCapacity: Int, stashCapacity: Int) {
+        precondition(cacheCapacity >= 0, "a cache capacity is a count of values")
+        precondition(cacheCapacity % Self.ways == 0, "the cache capacity is whole sets of 16 ways")
+        precondition(stashCapacity > 0, "the stash holds at least one batch's values")
+        precondition(Self.ways * 2 == UInt32.bitWidth, "a set's counts fill one u32")
+        precondition(Self.ways == UInt16.bitWidth, "a set's occupancy fills one u16")
+        self.cacheCapacity = cacheCapacity
+        self.stashCapacity = stashCapacity
+        setCount = cacheCapacity / Self.ways
+        if cacheCapacity > 0 {
+            cacheValues = LargeAllocation.allocate(Value.self, capacity: cacheCapacity)
+            cacheTags = LargeAllocation.allocate(UInt16.self, capacity: cacheCapacity)
+            cacheOccupied = LargeAllocation.allocate(UInt16.self, capacity: setCount)
+            cacheCounts = LargeAllocation.allocate(UInt32.self, capacity: setCount)
+            cacheHands = LargeAllocation.allocate(UInt8.self, capacity: setCount)
+        } else {
+            cacheValues = UnsafeMutableBufferPointer(start: nil, count: 0)
+            cacheTags = UnsafeMutableBufferPointer(start: nil, count: 0)
+            cacheOccupied = UnsafeMutableBufferPointer(start: nil, count: 0)
+            cacheCounts = UnsafeMutableBufferPointer(start: nil, count: 0)
+            cacheHands = UnsafeMutableBufferPointer(start: nil, count: 0)
+        }
+        var stashSlots = 2
+        while stashSlots < 2 * stashCapacity { stashSlots *= 2 }
+        stashMask = stashSlots - 1
+        stashValues = LargeAllocation.allocate(Value.self, capacity: stashSlots)
+        stashUsed = LargeAllocation.allocate(UInt8.self, capacity: stashSlots)
+        undoValues = LargeAllocation.allocate(Value.self, capacity: stashCapacity)
+        undoKeys = LargeAllocation.allocate(Key.self, capacity: stashCapacity)
+        undoPresent = LargeAllocation.allocate(Bool.self, capacity: stashCapacity)
+    }
+
+    deinit {
+        if cacheCapacity > 0 {
+            LargeAllocation.deallocate(cacheValues)
+            LargeAllocation.deallocate(cacheTags)
+            LargeAllocation.deallocate(cacheOccupied)
+            LargeAllocation.deallocate(cacheCounts)
+            LargeAllocation.deallocate(cacheHands)
+        }
+        LargeAllocation.deallocate(stashValues)
+        LargeAllocation.deallocate(stashUsed)
+        LargeAllocation.deallocate(undoValues)
+        LargeAllocation.deallocate(undoKeys)
+        LargeAllocation.deallocate(undoPresent)
+    }
+
+    // MARK: Lookups and changes
+
+    /// The value of `key` from the cache, else the stash; a cache hit raises its CLOCK count.
+    public func get(_ key: Key) -> Value? {
+        switch locate(key, countingUse: true) {
+        case .cache(let slot): return cacheValues[slot]
+        case .stash(let slot): return stashValues[slot]
+        case .absent: return nil
+        }
+    }
+
+    /// The value of `key` without counting a use: no CLOCK raise, no counter (for assertions
+    /// and tests; execute uses `get`).
+    public func peek(_ key: Key) -> Value? {
+        switch locate(key, countingUse: false) {
+        case .cache(let slot): return cacheValues[slot]
+        case .stash(let slot): return stashValues[slot]
+        case .absent: return nil
+        }
+    }
+
+    /// Changes the value of `key` in place, wherever it lives, and returns whether it was
+    /// present (a lookup for the counters, like `get`). This saves the groove a second lookup
+    /// for the common "read, change a balance, write back" of execute; `body` must not change
+    /// the key. Logged in an open scope like `upsert`.
+    @discardableResult
+    public func update(_ key: Key, _ body: (inout Value) -> Void) -> Bool {
+        let location = locate(key, countingUse: true)
+        switch location {
+        case .cache(let slot):
+            logChange(key: key, previous: cacheValues[slot])
+            body(&cacheValues[slot])
+            precondition(cacheValues[slot].key == key, "an update keeps the value's key")
+            return true
+        case .stash(let slot):
+            logChange(key: key, previous: stashValues[slot])
+            body(&stashValues[slot])
+            precondition(stashValues[slot].key == key, "an update keeps the value's key")
+            return true
+        case .absent:
+            return false
+        }
+    }
+
+    /// Inserts `value`, or replaces the value of its key. Inserting a key into a full cache
+    /// set evicts another value into the stash; with no cache the value goes to the stash.
+    public func upsert(_ value: Value) {
+        if scopeIsActive {
+            precondition(undoCount < undoCapacity, "a scope logs at most undoCapacity changes")
+        }
+        let previous = put(value)
+        logChange(key: value.key, previous: previous)
+    }
+
+    /// Removes `key` from the cache or the stash; returns the value it had.
+    @discardableResult
+    public func remove(_ key: Key) -> Value? {
+        if scopeIsActive {
+            precondition(undoCount < undoCapacity, "a scope logs at most undoCapacity changes")
+        }
+        guard let removed = take(key) else { return nil }
+        logChange(key: key, previous: removed)
+        return removed
+    }
+
+    /// Starts a new batch's prefetch: empties the stash. Its values were put into the tree by the
+    /// groove when they changed; values in the cache stay.
+    public func compact() {
+        precondition(!scopeIsActive, "compact between batches, not inside a scope")
+        if stashCount > 0 {
+            stashUsed.update(repeating: 0)
+            stashCount = 0
+        }
+    }
+
+    // MARK: Scopes
+
+    /// Opens a scope: later changes can be discarded together (one linked chain).
+    public func scopeOpen() {
+        precondition(!scopeIsActive, "scopes do not nest")
+        precondition(undoCount == 0, "a closed scope left no undo log")
+        scopeIsActive = true
+    }
+
+    /// Closes the scope; with `persist: false`, restores every key changed in it to its value
+    /// (or absence) at `scopeOpen()`, replaying the undo log newest first.
+    public func scopeClose(persist: Bool) {
+        precondition(scopeIsActive, "scopeClose follows scopeOpen")
+        scopeIsActive = false  // Restoring must not log.
+        if !persist {
+            for offset in 0..<undoCount {
+                let entry = undoCount - 1 - offset
+                if undoPresent[entry] {
+                    _ = put(undoValues[entry])
+                } else {
+                    _ = take(undoKeys[entry])
+                }
+            }
+        }
+        undoCount = 0
+    }
+
+    // MARK: Internals: both tables
+
+    private enum Location {
+        case cache(Int)
+        case stash(Int)
+        case absent
+    }
+
+    private func locate(_ key: Key, countingUse: Bool) -> Location {
+        let hash = Self.hash(key)
+        if cacheCapacity > 0 {
+            let (set, tag) = placement(hash)
+            if let way = cacheFind(key, set: set, tag: tag) {
+                if countingUse {
+                    raiseCount(set: set, way: way)
+                    hitsCache += 1
+                }
+                return .cache(set * Self.ways + way)
+            }
+        }
+        if let slot = stashFind(key, hash: hash) {
+            if countingUse { hitsStash += 1 }
+            return .stash(slot)
+        }
+        if countingUse { misses += 1 }
+        return .absent
+    }
+
+    /// Upsert without logging; returns the previous value of the key.
+    private func put(_ value: Value) -> Value? {
+        let key = value.key
+        let hash = Self.hash(key)
+        guard cacheCapacity > 0 else { return stashUpsert(value, hash: hash) }
+        let (set, tag) = placement(hash)
+        if let way = cacheFind(key, set: set, tag: tag) {
+            let slot = set * Self.ways + way
+            let previous = cacheValues[slot]
+            cacheValues[slot] = value
+            raiseCount(set: set, way: way)
+            return previous
+        }
+        // Take the key out of the stash before a possible eviction into it: the stash never
+        // holds the key twice, nor more than it must.
+        let previous = stashRemove(key, hash: hash)
+        let way = freeWay(set: set) ?? evictWay(set: set)
+        let slot = set * Self.ways + way
+        let bit = UInt16(1) << UInt16(way)
+        if cacheOccupied[set] & bit != 0 {
+            let evicted = cacheValues[slot]
+            precondition(evicted.key != key, "a key evicted by its own insert was found first")
+            stashInsert(evicted, hash: Self.hash(evicted.key))
+            evictions += 1
+        } else {
+            cacheOccupied[set] |= bit
+            cacheCount += 1
+        }
+        cacheValues[slot] = value
+        cacheTags[slot] = tag
+        storeCount(set: set, way: way, 1)
+        return previous
+    }
+
+    /// Remove without logging; returns the removed value.
+    private func take(_ key: Key) -> Value? {
+        let hash = Self.hash(key)
+        if cacheCapacity > 0 {
+            let (set, tag) = placement(hash)
+            if let way = cacheFind(key, set: set, tag: tag) {
+                let slot = set * Self.ways + way
+                cacheOccupied[set] &= ~(UInt16(1) << UInt16(way))
+                storeCount(set: set, way: way, 0)
+                cacheCount -= 1
+                return cacheValues[slot]
+            }
+        }
+        return stashRemove(key, hash: hash)
+    }
+
+    private func logChange(key: Key, previous: Value?) {
+        guard scopeIsActive else { return }
+        precondition(undoCount < undoCapacity, "a scope logs at most undoCapacity changes")
+        if let previous {
+            undoValues[undoCount] = previous
+            undoPresent[undoCount] = true
+        } else {
+            undoKeys[undoCount] = key
+            undoPresent[undoCount] = false
+        }
+        undoCount += 1
+    }
+
+    /// A fixed hash of the key's bytes (MurmurHash3's 64-bit finalizer over each word), the same
+    /// in every process, so placement, evictions and counters replay exactly.
+    static func hash(_ key: Key) -> UInt64 {
+        withUnsafeBytes(of: key) { bytes in
+            // Wrapping arithmetic throughout: it is the hash.
+            var hash = UInt64(truncatingIfNeeded: bytes.count) &* 0x9e37_79b9_7f4a_7c15
+            var offset = 0
+            while offset + 8 <= bytes.count {
+                hash = mix(hash ^ bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+                offset += 8
+            }
+            var tail: UInt64 = 0
+            while offset < bytes.count {
+                tail = (tail << 8) | UInt64(bytes[offset])
+                offset += 1
+            }
+            return mix(hash ^ tail)
+        }
+    }
+
+    private static func mix(_ value: UInt64) -> UInt64 {
+        var x = value
+        x ^= x >> 33
+        x = x &* 0xff51_afd7_ed55_8ccd
+        x ^= x >> 33
+        x = x &* 0xc4ce_b9fe_1a85_ec53
+        x ^= x >> 33
+        return x
+    }
+
+    // MARK: Internals: the cache
+
+    /// The set from the hash's high bits (multiply-shift), the tag from its low bits.
+    private func placement(_ hash: UInt64) -> (set: Int, tag: UInt16) {
+        let set = Int(hash.multipliedFullWidth(by: UInt64(setCount)).high)
+        return (set, UInt16(truncatingIfNeeded: hash))
+    }
+
+    private func cacheFind(_ key: Key, set: Int, tag: UInt16) -> Int? {
+        let base = set * Self.ways
+        let occupied = cacheOccupied[set]
+        for way in 0..<Self.ways
+        where occupied & (UInt16(1) << UInt16(way)) != 0 && cacheTags[base + way] == tag
+            && cacheValues[base + way].key == key
+        {
+            return way
+        }
+        return nil
+    }
+
+    /// The lowest empty way of the set, if any.
+    private func freeWay(set: Int) -> Int? {
+        let occupied = cacheOccupied[set]
+        if occupied == UInt16.max { return nil }
+        return (~occupied).trailingZeroBitCount
+    }
+
+    private func countOf(set: Int, way: Int) -> UInt32 {
+        (cacheCounts[set] >> UInt32(2 * way)) & Self.countMax
+    }
+
+    private func storeCount(set: Int, way: Int, _ value: UInt32) {
+        precondition(value <= Self.countMax, "a CLOCK count fits two bits")
+        let shift = UInt32(2 * way)
+        cacheCounts[set] = (cacheCounts[set] & ~(Self.countMax << shift)) | (value << shift)
+    }
+
+    private func raiseCount(set: Int, way: Int) {
+        let current = countOf(set: set, way: way)
+        if current < Self.countMax { storeCount(set: set, way: way, current + 1) }
+    }
+
+    /// Sweeps the full set's hand to the first way with count zero, decrementing the others;
+    /// leaves the hand after it. Each sweep lowers every count, so at most `countMax + 1` sweeps.
+    private func evictWay(set: Int) -> Int {
+        precondition(cacheOccupied[set] == UInt16.max, "CLOCK evicts only from a full set")
+        var way = Int(cacheHands[set])
+        for _ in 0..<(Self.ways * (Int(Self.countMax) + 1)) {
+            let current = countOf(set: set, way: way)
+            if current == 0 {
+                cacheHands[set] = UInt8((way + 1) % Self.ways)
+                return way
+            }
+            storeCount(set: set, way: way, current - 1)
+            way = (way + 1) % Self.ways
+        }
+        preconditionFailure("a CLOCK sweep finds a zero count within countMax + 1 turns")
+    }
+
+    // MARK: Internals: the stash
+
+    private func stashHome(_ hash: UInt64) -> Int {
+        // The high bits: the cache's tag uses the low ones.
+        Int(truncatingIfNeeded: hash >> 32) & stashMask
+    }
+
+    /// The slot holding `key`. The table is at most half full, so the probe meets an empty slot.
+    private func stashFind(_ key: Key, hash: UInt64) -> Int? {
+        var slot = stashHome(hash)
+        for _ in 0...stashMask {
+            if stashUsed[slot] == 0 { return nil }
+            if stashValues[slot].key == key { return slot }
+            slot = (slot + 1) & stashMask
+        }
+        preconditionFailure("the stash is at most half full, so a probe ends at an empty slot")
+    }
+
+    /// The first empty slot of `hash`'s probe sequence.
+    private func stashEmptySlot(hash: UInt64) -> Int {
+        var slot = stashHome(hash)
+        for _ in 0...stashMask {
+            if stashUsed[slot] == 0 { return slot }
+            slot = (slot + 1) & stashMask
+        }
+        preconditionFailure("the stash is at most half full, so a probe ends at an empty slot")
+    }
+
+    /// Inserts a key known to be absent from the stash.
+    private func stashInsert(_ value: Value, hash: UInt64) {
+        precondition(
+            stashCount < stashCapacity,
+            "stash overflow: a batch upserted more values than stashCapacity (the caller bounds it)")
+        let slot = stashEmptySlot(hash: hash)
+        stashValues[slot] = value
+        stashUsed[slot] = 1
+        stashCount += 1
+    }
+
+    private func stashUpsert(_ value: Value, hash: UInt64) -> Value? {
+        if let slot = stashFind(value.key, hash: hash) {
+            let previous = stashValues[slot]
+            stashValues[slot] = value
+            return previous
+        }
+        stashInsert(value, hash: hash)
+        return nil
+    }
+
+    /// Removes `key`, shifting later entries of the probe chain back into the hole so every
+    /// remaining key stays reachable from its home slot without tombstones.
+    private func stashRemove(_ key: Key, hash: UInt64) -> Value? {
+        guard stashCount > 0, let found = stashFind(key, hash: hash) else { return nil }
+        let removed = stashValues[found]
+        var hole = found
+        var slot = found
+        for _ in 0...stashMask {
+            slot = (slot + 1) & stashMask
+            if stashUsed[slot] == 0 { break }
+            let home = stashHome(Self.hash(stashValues[slot].key))
+            // The entry may fill the hole if the hole lies on its probe path (home … slot).
+            let distanceFromHome = (slot - home) & stashMask
+            let distanceFromHole = (slot - hole) & stashMask
+            if distanceFromHome >= distanceFromHole {
+                stashValues[hole] = stashValues[slot]
+                hole = slot
+            }
+        }
+        stashUsed[hole] = 0
+        stashCount -= 1
+        return removed
+    }
+}
