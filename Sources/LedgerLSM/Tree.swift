@@ -1,0 +1,366 @@
+import LedgerIO
+import LedgerKit
+
+// One LSM tree (storage spec §5 "Trees", "Memtables", "Compaction"; docs/lsm.md): two
+// memtables, levels of tables on the grid described by the manifest, point lookups, and
+// compaction run in beats.
+//
+// ## Schedule (beat = one `compact(op:)`, bar = `compactionOps` beats, half-bar = half of it)
+//
+//   every beat           the mutable memtable sorts the puts since the last beat into a run.
+//   beat 0 (1st half)    plan: for even levels A (0, 2, 4, …) holding at least
+//                        `tableCountMax(A)` visible tables, a job A → A+1.
+//   beat h (2nd half)    plan: the immutable memtable → 0 (merged with the level-0 tables it
+//                        overlaps), and jobs for odd levels A (1, 3, 5, …) at their limit.
+//   last beat of a half  apply every job's manifest change (outputs `snapshotMin = S`, inputs
+//                        retired and removed, moves), release input blocks, forfeit the
+//                        reservations; S = the op after the half-bar's last beat.
+//   last beat of a bar   (after the above) the mutable memtable becomes immutable (swap).
+//
+// A level compacts when it is *at* its limit rather than over it: it loses a table in one
+// half-bar and gains at most one (a flush or compaction output: every output table but the
+// last is full) in the other, so after every bar it holds at most `tableCountMax` tables.
+// The spec's "merge the next bar into an immutable table under 50 % full" is not done.
+//
+// ## Pacing
+//
+// A job's work is its input values (memtable values, or the values of the A and B tables).
+// Beat b (0-based) of a half-bar of h beats merges until (b + 1)/h of them are consumed, so
+// each beat builds and writes about 1/h of the output blocks; the last beat finishes the job.
+// A beat calls back when its quota is merged and its writes are durable. Jobs of one half-bar
+// run side by side (they touch disjoint levels). Output addresses come from reservations taken
+// at the half-bar's first beat in a fixed order (immutable, then levels ascending): the same
+// op sequence gives the same addresses whatever order IO completes in.
+//
+// IO bounds: a job keeps at most 2 writes and 1 read in flight, a lookup 1 read. `init` checks
+// that the grid has that many for this tree's jobs and lookups; a forest sharing one grid among
+// its trees runs their beats one after the other, or sizes the grid for all of them.
+//
+// Free-set sessions: if no session is open at a half-bar's start, the tree opens one and
+// closes it at the half-bar's end. A forest opens the session itself (before its trees' first
+// beat of the half-bar, calling them in a fixed order) and closes it after their last beat.
+//
+// ## Memory per tree (all allocated at init)
+//
+//   memtables       2 × 2 × capacity × value size (storage + sort scratch)
+//   jobs            levelCount jobs × 6 blocks (A index/value, B index/value, output value/index)
+//   lookups         lookupsMax contexts (levelCount table infos each); lookups read grid blocks
+//                   in place, no buffers of their own.
+//   manifest        levelCount × tablesMax table infos (+ keys).
+// Testing (4 KiB blocks, 7 levels): 168 KiB of job buffers; production (512 KiB): 21 MiB.
+//
+// ## Not done yet
+//
+//   - Snapshots older than the latest half-bar: retired tables are removed from the manifest
+//     when the job is applied (no snapshot outlives a half-bar yet); memtables answer for the
+//     latest state whatever the snapshot.
+//   - Range scans; the 50 % immutable merge; repair of faulty blocks (a fault stops the tree:
+//     `fault` is set and later beats do nothing).
+//   - Replay skipping compaction done before a checkpoint is the forest's job (it decides which
+//     beats run).
+
+/// Sizes of one tree.
+public struct TreeConfiguration: Sendable, Equatable {
+    /// The most values one committed batch (one beat) puts into the tree.
+    public var valuesPerBeatMax: Int
+    /// Beats per bar (`StorageConfiguration.lsmCompactionOps`).
+    public var compactionOps: Int
+    public var manifest: ManifestConfiguration
+    public var blockSize: Int
+    /// Lookups in flight at once.
+    public var lookupsMax: Int
+
+    public init(
+        valuesPerBeatMax: Int, compactionOps: Int, manifest: ManifestConfiguration, blockSize: Int,
+        lookupsMax: Int = 16
+    ) {
+        precondition(valuesPerBeatMax >= 1, "a beat may put a value")
+        precondition(compactionOps >= 2, "a bar has two halves")
+        precondition(compactionOps % 2 == 0, "a bar has two equal halves")
+        precondition(lookupsMax >= 1, "a tree serves a lookup")
+        self.valuesPerBeatMax = valuesPerBeatMax
+        self.compactionOps = compactionOps
+        self.manifest = manifest
+        self.blockSize = blockSize
+        self.lookupsMax = lookupsMax
+    }
+
+    /// Values one memtable holds: one bar of puts.
+    public var memtableCapacity: Int { compactionOps * valuesPerBeatMax }
+    public var halfBarBeats: Int { compactionOps / 2 }
+
+    /// Value blocks per table: a memtable's worth, bounded by what an index block names.
+    public func valueBlocksMax<Value: TreeValue>(_ type: Value.Type) -> Int {
+        let perBlock = ValueBlock<Value>.capacity(blockSize: blockSize)
+        let blocks = (memtableCapacity + perBlock - 1) / perBlock
+        return min(blocks, IndexBlock<Value>.capacity(blockSize: blockSize))
+    }
+}
+
+/// What the memtables say about a key.
+public enum MemtableLookup<Value: TreeValue> {
+    case found(Value)
+    /// The newest value of the key is a tombstone: it does not exist.
+    case deleted
+    /// Neither memtable knows the key: the levels decide.
+    case notInMemory
+}
+
+/// Why a tree stopped: a block it needed could not be read or decoded, or the grid is full.
+public enum TreeFault: Error, Equatable, Sendable {
+    case block(BlockFault)
+    case corrupt(TableBlockError)
+    case gridFull
+    /// A compaction's outputs do not fit the level's manifest storage (`tablesMax`).
+    case levelFull(level: Int)
+}
+
+public final class Tree<Value: TreeValue, S: Storage> {
+    public let treeId: UInt16
+    public let grid: Grid<S>
+    public let freeSet: FreeSet
+    public let configuration: TreeConfiguration
+    public let valueBlocksMax: Int
+    public private(set) var manifest: Manifest<Value.Key>
+    public private(set) var fault: TreeFault?
+
+    private var mutable: Memtable<Value>
+    private var immutable: Memtable<Value>
+
+    /// `jobs[0]`: immutable → 0; `jobs[b]`, b ≥ 1: level b − 1 → b.
+    private let jobs: [TreeCompaction<Value, S>]
+    private var isHalfBarActive = false
+    private var ownsReservationSession = false
+    private var beatCallback: (() -> Void)?
+    private var beatOp: UInt64 = 0
+    /// The op of the last beat run; beats follow ops one by one (the schedule counts them).
+    private var beatOpLast: UInt64?
+    private var beatJobsPending = 0
+    private var manifestEvents: [TableInfo] = []
+
+    // Lookups (TreeLookup.swift).
+    var lookupContexts: [TreeLookupContext<Value>] = []
+    var lookupContextsFree: [Int] = []
+    var lookupReadCallbacks: [Grid<S>.ReadCallback] = []
+
+    public init(treeId: UInt16, grid: Grid<S>, freeSet: FreeSet, configuration: TreeConfiguration) {
+        precondition(configuration.blockSize == grid.blockSize, "the tree's blocks are the grid's")
+        precondition(configuration.manifest.levelCount >= 1, "a tree has a level")
+        self.treeId = treeId
+        self.grid = grid
+        self.freeSet = freeSet
+        self.configuration = configuration
+        valueBlocksMax = configuration.valueBlocksMax(Value.self)
+        let perBlock = ValueBlock<Value>.capacity(blockSize: configuration.blockSize)
+        precondition(valueBlocksMax * perBlock >= configuration.memtableCapacity,
+                     "a table holds a memtable: one index block names a bar's value blocks")
+        // Half-bar jobs: the immutable memtable's plus one per other-parity source level.
+        let levelCount = configuration.manifest.levelCount
+        let jobsPerHalfBarMax = levelCount / 2 + 1
+        precondition(grid.writesMax >= jobsPerHalfBarMax * TreeCompaction<Value, S>.writesInFlightMax,
+                     "the grid has room for the writes of every job of a half-bar")
+        precondition(grid.readsMax + grid.readQueueMax >= configuration.lookupsMax + jobsPerHalfBarMax,
+                     "the grid queues a read for every lookup and job (each waits for one at a time)")
+        manifest = Manifest(treeId: treeId, configuration: configuration.manifest)
+        mutable = Memtable(capacity: configuration.memtableCapacity, runsMax: configuration.compactionOps)
+        immutable = Memtable(capacity: configuration.memtableCapacity, runsMax: configuration.compactionOps)
+        jobs = (0..<configuration.manifest.levelCount).map { _ in
+            TreeCompaction(
+                treeId: treeId, grid: grid, freeSet: freeSet, valueBlocksMax: configuration.valueBlocksMax(Value.self),
+                tablesMax: configuration.manifest.tablesMax)
+        }
+        manifestEvents.reserveCapacity(4 * configuration.manifest.tablesMax)
+        for job in jobs {
+            job.onBeatDone = { [unowned self] in self.jobBeatDone() }
+        }
+        initLookups()
+    }
+
+    // MARK: Memtables
+
+    /// Puts `value` (a tombstone deletes its key); a later put of a key wins.
+    public func put(_ value: Value) {
+        precondition(mutable.count < mutable.capacity, "a bar puts at most compactionOps × valuesPerBeatMax values")
+        mutable.put(value)
+    }
+
+    /// The key's newest value if a memtable holds it.
+    public func getCached(_ key: Value.Key) -> MemtableLookup<Value> {
+        if let value = mutable.get(key) ?? immutable.get(key) {
+            return value.isTombstone ? .deleted : .found(value)
+        }
+        return .notInMemory
+    }
+
+    /// Values in the memtables (the mutable one's count includes duplicates of the current beat).
+    public var memtableCounts: (mutable: Int, immutable: Int) { (mutable.count, immutable.count) }
+
+    // MARK: Manifest events
+
+    /// The table infos the tree's compactions produced since the last call, in order, each
+    /// with its event (insert, update for moves, remove for retired inputs): what the forest
+    /// appends to the manifest log.
+    public func takeManifestEvents() -> [TableInfo] {
+        let events = manifestEvents
+        manifestEvents.removeAll(keepingCapacity: true)
+        return events
+    }
+
+    // MARK: Beats
+
+    /// Runs the compaction beat of `op` (after its batch committed); `callback` runs when the
+    /// beat's work is done and durable (possibly before `compact` returns).
+    public func compact(op: UInt64, callback: @escaping () -> Void) {
+        precondition(beatCallback == nil, "one beat at a time")
+        if let beatOpLast { precondition(op == beatOpLast + 1, "one beat per op, in op order") }
+        beatOpLast = op
+        let ops = UInt64(configuration.compactionOps)
+        let half = configuration.halfBarBeats
+        let beat = Int(op % ops)
+        mutable.sortSuffix()
+        beatOp = op
+        beatCallback = callback
+        if fault == nil && beat % half == 0 { startHalfBar(op: op, isFirstHalf: beat == 0) }
+        beatJobsPending = 1
+        if isHalfBarActive && fault == nil {
+            for job in jobs where job.isActive {
+                beatJobsPending += 1
+                job.runBeat(beat: beat % half, beats: half)
+            }
+        }
+        jobBeatDone()
+    }
+
+    private func jobBeatDone() {
+        precondition(beatJobsPending > 0, "a beat ends once per job")
+        beatJobsPending -= 1
+        if beatJobsPending > 0 { return }
+        let ops = UInt64(configuration.compactionOps)
+        let half = UInt64(configuration.halfBarBeats)
+        let beat = beatOp % ops
+        if isHalfBarActive && beat % half == half - 1 { finishHalfBar() }
+        if beat == ops - 1 && fault == nil { swapMemtables() }
+        guard let callback = beatCallback else { preconditionFailure("a beat has a callback") }
+        beatCallback = nil
+        callback()
+    }
+
+    private func swapMemtables() {
+        precondition(!immutable.isImmutable, "the immutable memtable was flushed during the bar")
+        precondition(immutable.count == 0, "the immutable memtable was flushed during the bar")
+        mutable.makeImmutable()
+        swap(&mutable, &immutable)
+    }
+
+    // MARK: Half-bars
+
+    private func startHalfBar(op: UInt64, isFirstHalf: Bool) {
+        precondition(!isHalfBarActive, "half-bars do not overlap")
+        let snapshot = op + UInt64(configuration.halfBarBeats)
+        if !freeSet.isReserving {
+            freeSet.openReservations()
+            ownsReservationSession = true
+        }
+        isHalfBarActive = true
+        let latest = TableInfo.snapshotLatest
+        if !isFirstHalf && immutable.isImmutable && immutable.count > 0 {
+            let values = immutable.values
+            let keyMin = values[0].key
+            let keyMax = values[values.count - 1].key
+            let tablesB = manifest.level(0).tables(visibleAt: latest, overlapping: keyMin...keyMax)
+            planJob(0, sourceA: .memtable(values), tablesB: tablesB, keyMin: keyMin, keyMax: keyMax, snapshot: snapshot)
+        }
+        let levelCount = configuration.manifest.levelCount
+        for levelA in stride(from: isFirstHalf ? 0 : 1, to: levelCount - 1, by: 2) {
+            let visible = manifest.visibleTableCount(level: levelA, snapshot: latest)
+            guard visible >= configuration.manifest.tableCountMax(level: levelA) else { continue }
+            guard let input = manifest.chooseCompaction(level: levelA, snapshot: latest) else { continue }
+            let tableKeyMin = input.table.keyMin(as: Value.Key.self)
+            let tableKeyMax = input.table.keyMax(as: Value.Key.self)
+            let tablesB = manifest.level(levelA + 1).tables(visibleAt: latest, overlapping: tableKeyMin...tableKeyMax)
+            planJob(levelA + 1, sourceA: .table(input.table), tablesB: tablesB, keyMin: input.keyMin,
+                    keyMax: input.keyMax, snapshot: snapshot)
+        }
+    }
+
+    /// Plans job `levelB` (its key range spans A and the B tables it meets).
+    private func planJob(
+        _ levelB: Int, sourceA: TreeCompaction<Value, S>.SourceA, tablesB: ManifestLevel<Value.Key>.Iterator,
+        keyMin: Value.Key, keyMax: Value.Key, snapshot: UInt64
+    ) {
+        var keyMin = keyMin
+        var keyMax = keyMax
+        for table in tablesB {
+            keyMin = min(keyMin, table.keyMin(as: Value.Key.self))
+            keyMax = max(keyMax, table.keyMax(as: Value.Key.self))
+        }
+        // Tombstones go when nothing older can hold their keys: the last level, or no table
+        // below level B overlaps the range the job rewrites.
+        var dropTombstones = true
+        for level in (levelB + 1)..<configuration.manifest.levelCount
+        where manifest.level(level).overlapCount(keyMin: keyMin, keyMax: keyMax, snapshot: TableInfo.snapshotLatest) > 0 {
+            dropTombstones = false
+        }
+        let reserved = jobs[levelB].plan(
+            sourceA: sourceA, levelB: levelB, tablesB: tablesB, dropTombstones: dropTombstones, snapshot: snapshot)
+        if !reserved && fault == nil { fault = .gridFull }
+    }
+
+    private func finishHalfBar() {
+        isHalfBarActive = false
+        for job in jobs where job.isActive {
+            precondition(fault != nil || job.isDone, "the half-bar's last beat finishes every job")
+            if let failure = job.failure, fault == nil {
+                switch failure {
+                case .block(let blockFault): fault = .block(blockFault)
+                case .corrupt(let error): fault = .corrupt(error)
+                }
+            }
+        }
+        for job in jobs where job.isActive && fault == nil && !job.isMove {
+            // Inputs leave before outputs join: the level needs room for the difference.
+            let level = manifest.level(job.levelB)
+            if level.count - job.tablesB.count + job.outputs.count > level.tablesMax {
+                fault = .levelFull(level: job.levelB)
+            }
+        }
+        for job in jobs where job.isActive {
+            if fault == nil { apply(job) }
+            job.finish()
+        }
+        if ownsReservationSession {
+            freeSet.closeReservations()
+            ownsReservationSession = false
+        }
+        // The second half-bar flushed the immutable memtable (or it was empty): its values are
+        // in level 0 from now on.
+        let isSecondHalf = beatOp % UInt64(configuration.compactionOps) == UInt64(configuration.compactionOps - 1)
+        if fault == nil && isSecondHalf && immutable.isImmutable { immutable.reset() }
+    }
+
+    /// Makes a job's outputs visible and its inputs gone (storage spec §5: outputs from S,
+    /// inputs until S; no older snapshot is kept, so inputs leave the manifest now).
+    private func apply(_ job: TreeCompaction<Value, S>) {
+        let snapshot = job.snapshot
+        if job.isMove {
+            guard let table = job.tableA else { preconditionFailure("a move has a table") }
+            let moved = manifest.move(table, toLevel: UInt8(job.levelB))
+            manifestEvents.append(moved.with(event: .update))
+            return
+        }
+        if let table = job.tableA { retire(table, snapshot: snapshot) }
+        for table in job.tablesB { retire(table, snapshot: snapshot) }
+        for table in job.outputs {
+            manifest.insert(table)
+            manifestEvents.append(table.with(event: .insert))
+        }
+        // Still acquired until the checkpoint after the next one is durable (free-set protocol).
+        for address in job.inputAddresses { freeSet.release(address) }
+    }
+
+    private func retire(_ table: TableInfo, snapshot: UInt64) {
+        var removed = manifest.remove(table)
+        removed.snapshotMax = snapshot
+        manifestEvents.append(removed.with(event: .remove))
+    }
+}

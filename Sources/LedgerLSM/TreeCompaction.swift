@@ -1,0 +1,379 @@
+import LedgerIO
+import LedgerKit
+
+// One compaction job of a tree (storage spec §5 "Compaction"): source A (the immutable memtable,
+// or one table of level A) merged with the overlapping tables of level B into new tables of
+// level B, or a move of A's table by metadata when nothing overlaps. The tree plans the jobs at
+// the start of a half-bar (`plan`), runs a quota of each per beat (`runBeat`) and applies the
+// manifest changes at the end of the half-bar (the tree does that, from `outputs`/`inputs`).
+//
+// The job is a state machine driven by `run()`: each turn writes a ready output block, reads
+// the next input block a blocked merge source needs, or moves one value through the merge.
+// Grid reads and writes may call back before they return (memory hits): `isRunning` turns such
+// a callback into a plain "go on" for the loop already running, so the stack never grows.
+//
+// Determinism: output addresses are acquired from the job's own reservation, in output order,
+// whatever the IO completion order; the quota of a beat is a function of the input sizes only.
+//
+// Memory: six blocks per job (A index, A value, B index, B value, output value, output index)
+// plus `tablesMax` table infos and the addresses of the input blocks (to release them).
+
+final class TreeCompaction<Value: TreeValue, S: Storage> {
+    enum SourceA {
+        case memtable(UnsafeBufferPointer<Value>)
+        case table(TableInfo)
+    }
+
+    enum Failure {
+        case block(BlockFault)
+        case corrupt(TableBlockError)
+    }
+
+    /// Merge source numbers: A is newer (priority 0), B older.
+    private static var sourceA: Int { 0 }
+    /// Writes one job keeps in flight: building the next block overlaps the last one's write.
+    static var writesInFlightMax: Int { 2 }
+
+    let treeId: UInt16
+    let grid: Grid<S>
+    let freeSet: FreeSet
+    let builder: TableBuilder<Value>
+    private let buffers: AlignedBuffer
+    private let blockSize: Int
+
+    // Plan (set by `plan`, valid for one half-bar).
+    private(set) var isActive = false
+    private(set) var isMove = false
+    private(set) var levelB = 0
+    private(set) var tableA: TableInfo?
+    private(set) var tablesB: [TableInfo]
+    private(set) var snapshot: UInt64 = 0
+    private(set) var reservation: Reservation?
+    private var inputValueCount = 0
+    private var dropTombstones = false
+    private var memtableValues = UnsafeBufferPointer<Value>(start: nil, count: 0)
+
+    // Progress.
+    private var merge = MergeIterator<BufferSource<Value>>(dropTombstones: false)
+    /// Per merge source: which tables it reads, and where it is.
+    private var sourceTableCount = InlineArray<2, Int>(repeating: 0)
+    private var sourceTableIndex = InlineArray<2, Int>(repeating: 0)
+    private var sourceIndexBlock: [IndexBlock<Value>?] = [nil, nil]
+    private var sourceValueBlockIndex = InlineArray<2, Int>(repeating: 0)
+    /// Values of the buffers the source used up before its current one (for pacing).
+    private var sourceConsumedBefore = InlineArray<2, Int>(repeating: 0)
+    private var sourceIsTable = InlineArray<2, Bool>(repeating: false)
+    private(set) var isMergeDone = false
+    private(set) var outputs: [TableInfo]
+    /// Index and value block addresses of the input tables, released when the job is applied.
+    private(set) var inputAddresses: [UInt64]
+    private(set) var failure: Failure?
+
+    // Beat.
+    private var isBeatActive = false
+    private var isLastBeat = false
+    private var beatTarget = 0
+    private var isRunning = false
+    private var isReadPending = false
+    private var writesInFlight = 0
+    private var readCallbacks: [Grid<S>.ReadCallback] = []
+    private var writeCallback: Grid<S>.WriteCallback = {}
+    /// Called (outside `run`'s loop) when the beat's quota is done and its writes are durable.
+    var onBeatDone: () -> Void = {}
+
+    init(treeId: UInt16, grid: Grid<S>, freeSet: FreeSet, valueBlocksMax: Int, tablesMax: Int) {
+        self.treeId = treeId
+        self.grid = grid
+        self.freeSet = freeSet
+        blockSize = grid.blockSize
+        builder = TableBuilder(treeId: treeId, blockSize: grid.blockSize, valueBlocksMax: valueBlocksMax)
+        buffers = AlignedBuffer(count: 6 * grid.blockSize)
+        tablesB = []
+        tablesB.reserveCapacity(tablesMax)
+        // A job writes at most (its input values) worth of tables; a level holds tablesMax.
+        outputs = []
+        outputs.reserveCapacity(tablesMax + 1)
+        inputAddresses = []
+        inputAddresses.reserveCapacity((tablesMax + 1) * (valueBlocksMax + 1))
+        readCallbacks = [
+            { [unowned self] result in self.readDone(source: 0, result) },
+            { [unowned self] result in self.readDone(source: 1, result) },
+        ]
+        writeCallback = { [unowned self] in
+            self.writesInFlight -= 1
+            self.run()
+        }
+    }
+
+    // MARK: Plan
+
+    /// Sets up the job for this half-bar: `tablesB` are the visible tables of `levelB`
+    /// overlapping A, in key order. Reserves the worst-case output blocks (a free-set session is
+    /// open); returns false when the grid has no room for them.
+    func plan(
+        sourceA: SourceA, levelB: Int, tablesB: some Sequence<TableInfo>, dropTombstones: Bool,
+        snapshot: UInt64
+    ) -> Bool {
+        precondition(!isActive, "a compaction job is planned once per half-bar")
+        reset()
+        self.levelB = levelB
+        self.snapshot = snapshot
+        self.dropTombstones = dropTombstones
+        for table in tablesB { self.tablesB.append(table) }
+        merge = MergeIterator(dropTombstones: dropTombstones)
+        switch sourceA {
+        case .memtable(let values):
+            precondition(values.count > 0, "an empty memtable is not flushed")
+            memtableValues = values
+            inputValueCount = values.count
+            merge.add(BufferSource(values), priority: 0)
+            sourceIsTable[0] = false
+        case .table(let table):
+            tableA = table
+            inputValueCount = Int(table.valueCount)
+            isMove = self.tablesB.isEmpty
+            addTableSource(tableCount: 1, priority: 0)
+        }
+        isActive = true
+        if isMove { return true }
+        if !self.tablesB.isEmpty {
+            for table in self.tablesB { inputValueCount += Int(table.valueCount) }
+            addTableSource(tableCount: self.tablesB.count, priority: 1)
+        }
+        // Every output value block is full but the job's last; a table ends only when full.
+        let valueBlocks = (inputValueCount + builder.valueBlockCapacity - 1) / builder.valueBlockCapacity
+        let tables = (valueBlocks + builder.valueBlocksMax - 1) / builder.valueBlocksMax
+        reservation = freeSet.reserve(count: valueBlocks + tables)
+        return reservation != nil
+    }
+
+    private func addTableSource(tableCount: Int, priority: Int) {
+        let source = merge.add(
+            BufferSource(UnsafeBufferPointer(start: nil, count: 0), isLast: false), priority: priority)
+        sourceIsTable[source] = true
+        sourceTableCount[source] = tableCount
+    }
+
+    private func reset() {
+        isMove = false
+        tableA = nil
+        tablesB.removeAll(keepingCapacity: true)
+        outputs.removeAll(keepingCapacity: true)
+        inputAddresses.removeAll(keepingCapacity: true)
+        reservation = nil
+        failure = nil
+        isMergeDone = false
+        inputValueCount = 0
+        memtableValues = UnsafeBufferPointer(start: nil, count: 0)
+        for source in 0..<2 {
+            sourceTableCount[source] = 0
+            sourceTableIndex[source] = 0
+            sourceIndexBlock[source] = nil
+            sourceValueBlockIndex[source] = 0
+            sourceConsumedBefore[source] = 0
+            sourceIsTable[source] = false
+        }
+        builder.reset()
+    }
+
+    /// The half-bar is over and the tree applied (or dropped) the job.
+    func finish() {
+        precondition(isActive, "finishing a planned job")
+        precondition(!isBeatActive, "a job finishes between beats")
+        precondition(writesInFlight == 0, "a job finishes with its writes durable")
+        if let reservation { freeSet.forfeit(reservation) }
+        reservation = nil
+        isActive = false
+    }
+
+    /// Whether the job has merged every input (or failed) and its writes are durable.
+    var isDone: Bool { isMove || failure != nil || (isMergeDone && writesInFlight == 0) }
+
+    // MARK: Beats
+
+    /// Runs beat `beat` of `beats` of the half-bar: merges until the inputs consumed reach
+    /// `(beat + 1) / beats` of the total (the last beat finishes the job), then `onBeatDone`.
+    func runBeat(beat: Int, beats: Int) {
+        precondition(isActive, "a planned job runs")
+        precondition(!isBeatActive, "one beat at a time")
+        precondition(beat < beats, "beat inside the half-bar")
+        isLastBeat = beat == beats - 1
+        beatTarget = (inputValueCount * (beat + 1) + beats - 1) / beats
+        isBeatActive = true
+        run()
+    }
+
+    private func run() {
+        if isRunning { return }
+        isRunning = true
+        let finished = loop()
+        isRunning = false
+        if finished { onBeatDone() }
+    }
+
+    /// Returns true when the beat is over (the caller then reports it, outside the loop).
+    private func loop() -> Bool {
+        // Each turn writes a block, starts a read, or consumes input; the input is finite, so
+        // the loop ends (or waits for IO) within inputValueCount + blocks turns.
+        while true {
+            guard isBeatActive else { return false }
+            if isReadPending { return false }
+            if isMove || failure != nil {
+                if writesInFlight > 0 { return false }
+                isBeatActive = false
+                return true
+            }
+            if builder.hasValueBlock && (builder.isValueBlockFull || isMergeDone) {
+                guard canWrite() else { return false }
+                writeValueBlock()
+                continue
+            }
+            if builder.valueBlockCount > 0 && !builder.hasValueBlock && (builder.isFull || isMergeDone) {
+                guard canWrite() else { return false }
+                writeIndexBlock()
+                continue
+            }
+            if isMergeDone || (!isLastBeat && progress() >= beatTarget) {
+                if writesInFlight > 0 { return false }
+                isBeatActive = false
+                return true
+            }
+            switch merge.next() {
+            case .value(let value):
+                if !builder.hasValueBlock { builder.attachValueBlock(buffer(4)) }
+                builder.append(value)
+            case .blocked(let source):
+                startRead(source: source)
+            case .done:
+                isMergeDone = true
+            }
+        }
+    }
+
+    /// Input values the merge has consumed.
+    private func progress() -> Int {
+        var total = 0
+        for source in 0..<merge.sourceCount {
+            total += sourceConsumedBefore[source] + merge[source: source].consumed
+        }
+        return total
+    }
+
+    // MARK: Output
+
+    private func acquire() -> UInt64 {
+        guard let reservation else { preconditionFailure("a merging job has a reservation") }
+        guard let address = freeSet.acquire(reservation) else {
+            preconditionFailure("the reservation holds the worst case of the job's output")
+        }
+        return address
+    }
+
+    /// Whether the job may start a write now; if not, its own write's completion resumes it.
+    private func canWrite() -> Bool {
+        if writesInFlight == Self.writesInFlightMax { return false }
+        // The tree sizes the grid's writes for all its jobs at their cap (see `Tree.init`).
+        precondition(grid.writesAvailable > 0, "the grid has writesInFlightMax writes for every compaction job")
+        return true
+    }
+
+    private func writeValueBlock() {
+        builder.sealValueBlock(address: acquire(), snapshot: snapshot)
+        write(buffer(4))
+    }
+
+    private func writeIndexBlock() {
+        let table = builder.sealIndexBlock(buffer(5), address: acquire(), snapshot: snapshot, snapshotMin: snapshot)
+        outputs.append(TableInfo(
+            treeId: treeId, level: UInt8(levelB), keyMin: table.keyMin, keyMax: table.keyMax,
+            index: table.index, snapshotMin: snapshot, valueCount: UInt32(table.valueCount)))
+        write(buffer(5))
+    }
+
+    private func write(_ block: UnsafeMutableRawBufferPointer) {
+        writesInFlight += 1
+        // The grid copies the block: the buffer is ours again when `write` returns.
+        grid.write(block: UnsafeRawBufferPointer(block), callback: writeCallback)
+    }
+
+    // MARK: Input
+
+    /// Buffers: 0 A index, 1 A value, 2 B index, 3 B value, 4 output value, 5 output index.
+    private func buffer(_ index: Int) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(rebasing: buffers.bytes[(index * blockSize)..<((index + 1) * blockSize)])
+    }
+
+    private func table(source: Int, index: Int) -> TableInfo {
+        if source == Self.sourceA && tableA != nil { return tableA! }
+        return tablesB[index]
+    }
+
+    private func startRead(source: Int) {
+        precondition(sourceIsTable[source], "only table sources block")
+        precondition(sourceTableIndex[source] < sourceTableCount[source], "a blocked source has a table left")
+        isReadPending = true
+        if let index = sourceIndexBlock[source] {
+            grid.read(index.reference(sourceValueBlockIndex[source]), callback: readCallbacks[source])
+        } else {
+            let table = table(source: source, index: sourceTableIndex[source])
+            grid.read(table.index, callback: readCallbacks[source])
+        }
+    }
+
+    private func readDone(source: Int, _ result: GridReadResult) {
+        precondition(isReadPending, "a read completes once")
+        isReadPending = false
+        switch result {
+        case .fault(let fault):
+            failure = .block(fault)
+        case .block(let block):
+            if sourceIndexBlock[source] == nil {
+                indexBlockRead(source: source, block)
+            } else {
+                valueBlockRead(source: source, block)
+            }
+        }
+        run()
+    }
+
+    private func indexBlockRead(source: Int, _ block: UnsafeRawBufferPointer) {
+        let target = buffer(2 * source)
+        target.copyMemory(from: block)
+        do {
+            let index = try IndexBlock<Value>.decode(block: UnsafeRawBufferPointer(target), treeId: treeId)
+            sourceIndexBlock[source] = index
+            sourceValueBlockIndex[source] = 0
+            inputAddresses.append(table(source: source, index: sourceTableIndex[source]).address)
+            for entry in 0..<index.valueBlockCount { inputAddresses.append(index.reference(entry).address) }
+        } catch {
+            failure = .corrupt(error)
+        }
+    }
+
+    private func valueBlockRead(source: Int, _ block: UnsafeRawBufferPointer) {
+        guard let index = sourceIndexBlock[source] else { preconditionFailure("a value block follows its index") }
+        let target = buffer(2 * source + 1)
+        target.copyMemory(from: block)
+        let values: UnsafeBufferPointer<Value>
+        do {
+            let decoded = try ValueBlock<Value>.decode(block: UnsafeRawBufferPointer(target), treeId: treeId)
+            // A block out of order would trip the merge's order precondition: reject it here.
+            try decoded.checkOrder()
+            values = decoded.values
+        } catch {
+            failure = .corrupt(error)
+            return
+        }
+        let entry = sourceValueBlockIndex[source]
+        let isLastBlock = entry + 1 == index.valueBlockCount
+        let isLastTable = sourceTableIndex[source] + 1 == sourceTableCount[source]
+        if isLastBlock {
+            sourceIndexBlock[source] = nil
+            sourceTableIndex[source] += 1
+        } else {
+            sourceValueBlockIndex[source] = entry + 1
+        }
+        sourceConsumedBefore[source] += merge[source: source].buffer.count
+        merge[source: source].refill(values, isLast: isLastBlock && isLastTable)
+    }
+}
