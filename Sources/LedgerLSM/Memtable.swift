@@ -56,6 +56,13 @@ public final class Memtable<Value: TreeValue> {
 
     public var isFull: Bool { count == capacity }
 
+    /// Sorted run `index` (ascending, each key once); later runs are newer.
+    func run(_ index: Int) -> UnsafeBufferPointer<Value> {
+        precondition(index >= 0 && index < runCount, "memtable run in range")
+        let start = index == 0 ? 0 : runEnds[index - 1]
+        return UnsafeBufferPointer(start: storage + start, count: runEnds[index] - start)
+    }
+
     /// Adds `value`; a later put of the same key wins.
     public func put(_ value: Value) {
         precondition(!isImmutable, "an immutable memtable takes no puts")

@@ -54,8 +54,9 @@ import LedgerKit
 //   - Snapshots older than the latest half-bar: retired tables are removed from the manifest
 //     when the job is applied (no snapshot outlives a half-bar yet); memtables answer for the
 //     latest state whatever the snapshot.
-//   - Range scans; the 50 % immutable merge; repair of faulty blocks (a fault stops the tree:
-//     `fault` is set and later beats do nothing).
+//   - The 50 % immutable merge; repair of faulty blocks (a fault stops the tree: `fault` is set
+//     and later beats do nothing). Range scans are in TreeScan.swift; checkpoint, open and
+//     replay are the forest's (Forest.swift, TreeOpen.swift).
 //   - Replay skipping compaction done before a checkpoint is the forest's job (it decides which
 //     beats run).
 
@@ -121,27 +122,29 @@ public final class Tree<Value: TreeValue, S: Storage> {
     public let freeSet: FreeSet
     public let configuration: TreeConfiguration
     public let valueBlocksMax: Int
-    public private(set) var manifest: Manifest<Value.Key>
+    public internal(set) var manifest: Manifest<Value.Key>
     public private(set) var fault: TreeFault?
 
-    private var mutable: Memtable<Value>
-    private var immutable: Memtable<Value>
+    var mutable: Memtable<Value>
+    var immutable: Memtable<Value>
 
     /// `jobs[0]`: immutable → 0; `jobs[b]`, b ≥ 1: level b − 1 → b.
     private let jobs: [TreeCompaction<Value, S>]
     private var isHalfBarActive = false
     private var ownsReservationSession = false
-    private var beatCallback: (() -> Void)?
+    var beatCallback: (() -> Void)?
     private var beatOp: UInt64 = 0
     /// The op of the last beat run; beats follow ops one by one (the schedule counts them).
-    private var beatOpLast: UInt64?
+    var beatOpLast: UInt64?
     private var beatJobsPending = 0
-    private var manifestEvents: [TableInfo] = []
+    var manifestEvents: [TableInfo] = []
 
     // Lookups (TreeLookup.swift).
     var lookupContexts: [TreeLookupContext<Value>] = []
     var lookupContextsFree: [Int] = []
     var lookupReadCallbacks: [Grid<S>.ReadCallback] = []
+    // Scans (TreeScan.swift): contexts allocated at the first scan.
+    var scans: TreeScans<Value, S>?
 
     public init(treeId: UInt16, grid: Grid<S>, freeSet: FreeSet, configuration: TreeConfiguration) {
         precondition(configuration.blockSize == grid.blockSize, "the tree's blocks are the grid's")
@@ -245,7 +248,7 @@ public final class Tree<Value: TreeValue, S: Storage> {
         callback()
     }
 
-    private func swapMemtables() {
+    func swapMemtables() {
         precondition(!immutable.isImmutable, "the immutable memtable was flushed during the bar")
         precondition(immutable.count == 0, "the immutable memtable was flushed during the bar")
         mutable.makeImmutable()

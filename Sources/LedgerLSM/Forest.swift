@@ -1,0 +1,613 @@
+import LedgerIO
+import LedgerKit
+
+// The forest (storage spec §5 "LSM forest", §6 "Checkpoints and restart", §13 items 5–7;
+// docs/lsm.md): every tree of a replica on one grid, one free set and one manifest log; the
+// compaction beat of each committed op; the checkpoint at each checkpoint trigger; and open from
+// a checkpoint followed by a replay of the ops after it.
+//
+// ## Beats (`compact(op:callback:)`, once per committed op, in op order)
+//
+//   half-bar start   the forest opens the free set's reservation session (`openReservations`)
+//                    before any tree runs, so every tree plans and reserves inside it.
+//   every beat       the trees' beats run one after another, in the order the trees were added
+//                    (they share the grid's write IOs; the grid is sized for one tree's jobs
+//                    plus the manifest log's writes). The trees reserve at their half-bar's
+//                    first beat in that order, so reservations (and so addresses) depend only on
+//                    the op sequence.
+//   half-bar end     after the last tree: close the session; apply a deferred
+//                    `checkpointDurable`; then, in a short session of its own (the fixed point
+//                    of the log), reserve the manifest log's worst case for this point, append
+//                    every tree's manifest events (trees in order, events in order), compact
+//                    the log's oldest blocks (as many as were sealed at the previous half-bar end
+//                    plus one, at most `manifestLogCompactBlocksMax`, never the newest), flush at
+//                    a trigger, forfeit, close. Trees make manifest events only at their
+//                    half-bar's last beat, so nothing is appended in between.
+//
+// ## Checkpoint (at the commit of the trigger op: the end of the bar after the checkpoint op)
+//
+//   1. The trigger's beat, then its half-bar end; the log flush seals the open block even if
+//      partial (addresses from the log's reservation, acquired before the free set is encoded).
+//   2. Once the flush is durable: `FreeSetTrailers.write` (its own session; requires the
+//      previous checkpoint durable), then `markCheckpointNotDurable` and the release of both
+//      trailer chains (pending: freed once the checkpoint after this one is durable).
+//   3. The beat calls back with a `ForestCheckpoint`: what the superblock's `CheckpointState`
+//      stores. The caller writes the superblock.
+//   4. The caller calls `checkpointDurable()` once the checkpoint is durable (spec §3: commit
+//      of trigger + pipeline + 1; the commit stage before that op's beat). It must call it at
+//      the same op in every run (it frees blocks: addresses depend on it) and before the next
+//      trigger. Called while a half-bar's session is open, it takes effect at the half-bar's end
+//      (blocks are never freed under open reservations): either way, before the next half-bar's
+//      reservations, so the effect depends only on the op it was called at.
+//
+// Blocks released in checkpoint interval N stay acquired until checkpoint N+1 is durable
+// (FreeSet's release protocol), so a crash at any point, even while a checkpoint is being
+// written, leaves every block of the last durable checkpoint intact.
+//
+// ## Open and replay
+//
+//   `open(checkpoint:)` on a fresh forest over the same storage (trees added, nothing run):
+//   read both free-set trailers (decode; the trailers' own blocks acquired and pending), open
+//   the manifest log (its chain and extents), load each tree's tables (TreeOpen.swift). The
+//   caller then replays ops checkpoint+1 … (re-putting what those ops put) calling
+//   `compact(op:)` for each. Beats up to and including the checkpoint's trigger only do the
+//   memtables' bookkeeping: the checkpoint was written after the trigger's beat, so its
+//   manifest, free set and log already hold those beats' compaction (§13 item 7). After the
+//   trigger the forest is in the state the original had right after writing the checkpoint
+//   (same manifests, free set, log chain, memtables), and later beats write the same blocks at
+//   the same addresses. The formatted grid is `ForestCheckpoint.formatted` (op 0): nothing to
+//   read, nothing to skip.
+//
+// The log compaction count depends on a counter of sealed blocks; the original run resets it
+// when it flushes at a checkpoint and an opened forest starts from zero, so both agree.
+//
+// ## Memory (at init)
+//
+//   grid (IO buffers, cache), free set bitsets, the manifest log's ring (sized for the trees'
+//   worst-case events of one half-bar plus the blocks compaction may re-append), two trailers
+//   (worst-case EWAH encodings). Beats allocate nothing but the checkpoint's trailer write
+//   (FreeSetTrailers, once per checkpoint): trees are kept behind an internal protocol (one
+//   dynamic call per tree per beat), callbacks are made once at init.
+
+/// What the superblock's `CheckpointState` stores about the forest (LedgerLSM does not depend
+/// on LedgerVSR): enough to open the forest as it was at the checkpoint.
+public struct ForestCheckpoint: Equatable, Sendable {
+    /// The checkpoint op (its trigger is one bar later).
+    public var op: UInt64
+    public var manifestNewest: BlockReference
+    public var manifestOldest: BlockReference
+    public var manifestBlockCount: UInt32
+    public var freeSetAcquired: CheckpointTrailerReference
+    public var freeSetReleased: CheckpointTrailerReference
+    /// The highest acquired grid address (the trailers' blocks included): the grid's used
+    /// extent, `CheckpointState.storage_size` in blocks (`storageSize(layout:)`).
+    public var highestAcquiredAddress: UInt64
+
+    public init(
+        op: UInt64, manifestNewest: BlockReference, manifestOldest: BlockReference, manifestBlockCount: UInt32,
+        freeSetAcquired: CheckpointTrailerReference, freeSetReleased: CheckpointTrailerReference,
+        highestAcquiredAddress: UInt64
+    ) {
+        self.op = op
+        self.manifestNewest = manifestNewest
+        self.manifestOldest = manifestOldest
+        self.manifestBlockCount = manifestBlockCount
+        self.freeSetAcquired = freeSetAcquired
+        self.freeSetReleased = freeSetReleased
+        self.highestAcquiredAddress = highestAcquiredAddress
+    }
+
+    /// A formatted data file: no checkpoint yet, an empty grid.
+    public static let formatted = ForestCheckpoint(
+        op: 0, manifestNewest: .null, manifestOldest: .null, manifestBlockCount: 0, freeSetAcquired: .empty,
+        freeSetReleased: .empty, highestAcquiredAddress: 0)
+
+    /// The data file's logical size (storage spec §1): the zones before the grid plus the grid
+    /// up to the highest acquired block.
+    public func storageSize(layout: DataFileLayout) -> UInt64 {
+        layout.sizeMin + highestAcquiredAddress * UInt64(layout.configuration.blockSize)
+    }
+}
+
+/// Sizes of a forest: its trees (in beat order) and the shared parts.
+public struct ForestConfiguration: Sendable, Equatable {
+    /// The trees, in the order they are added and run.
+    public var trees: [TreeConfiguration]
+    public var cacheBlocks: Int
+    public var gridReadsMax: Int
+    public var gridReadQueueMax: Int
+    public var manifestLogWritesMax: Int
+    /// Blocks the manifest log's chain may span.
+    public var manifestLogBlocksMax: Int
+    /// Log blocks compacted at one half-bar end at most.
+    public var manifestLogCompactBlocksMax: Int
+    /// Distinct tables (live, or removed with events still in the log) the log tracks.
+    public var manifestLogTablesMax: Int
+
+    public init(
+        trees: [TreeConfiguration], cacheBlocks: Int = 64, gridReadsMax: Int = 8, gridReadQueueMax: Int = 64,
+        manifestLogWritesMax: Int = 2, manifestLogBlocksMax: Int = 1024, manifestLogCompactBlocksMax: Int = 2,
+        manifestLogTablesMax: Int? = nil
+    ) {
+        precondition(!trees.isEmpty, "a forest has a tree")
+        precondition(manifestLogCompactBlocksMax >= 1, "the manifest log is compacted")
+        self.trees = trees
+        self.cacheBlocks = cacheBlocks
+        self.gridReadsMax = gridReadsMax
+        self.gridReadQueueMax = gridReadQueueMax
+        self.manifestLogWritesMax = manifestLogWritesMax
+        self.manifestLogBlocksMax = manifestLogBlocksMax
+        self.manifestLogCompactBlocksMax = manifestLogCompactBlocksMax
+        var liveTablesMax = 0
+        for tree in trees { liveTablesMax += tree.manifest.levelCount * tree.manifest.tablesMax }
+        // Removed tables linger in the log until compaction passes their events.
+        self.manifestLogTablesMax = manifestLogTablesMax ?? 8 * liveTablesMax
+    }
+
+    /// Grid writes: one tree's jobs at a time, plus the manifest log's (trailers write alone).
+    public var gridWritesMax: Int {
+        var treeWrites = 0
+        for tree in trees { treeWrites = max(treeWrites, tree.gridWritesMax) }
+        return treeWrites + manifestLogWritesMax
+    }
+
+    /// Manifest events one half-bar end appends at most, all trees together.
+    public var manifestEventsPerHalfBarMax: Int {
+        var events = 0
+        for tree in trees { events += tree.manifestEventsPerHalfBarMax }
+        return events
+    }
+}
+
+/// Why the forest stopped. Sticky: later beats report it again.
+public enum ForestFault: Error, Equatable, Sendable {
+    case tree(treeId: UInt16, TreeFault)
+    /// The manifest log's oldest block could not be read for compaction.
+    case manifestLog(ManifestLogOpenError)
+    /// No room on the grid for the manifest log's blocks or the checkpoint's trailers.
+    case gridFull
+}
+
+/// Why a checkpoint cannot be opened: bytes from disk that do not hold together.
+public enum ForestOpenError: Error, Equatable, Sendable {
+    /// The op is not a checkpoint op, or op 0 with non-empty references.
+    case checkpointOp(UInt64)
+    case freeSet(CheckpointTrailerError)
+    /// The decoded free set's extent is not the checkpoint's.
+    case highestAcquiredAddress(expected: UInt64, found: UInt64)
+    case manifestLog(ManifestLogOpenError)
+    /// A table of a tree the forest does not have.
+    case unknownTree(TableIdentity)
+    /// A table whose index block the free set holds as free or released.
+    case tableNotAcquired(TableIdentity)
+    case tree(treeId: UInt16, TreeOpenError)
+}
+
+/// A tree as the forest drives it (Tree.swift, TreeOpen.swift). Internal: the public API adds
+/// concrete `Tree`s.
+protocol ForestMember<GridStorage>: AnyObject {
+    associatedtype GridStorage: Storage
+    var treeId: UInt16 { get }
+    var fault: TreeFault? { get }
+    func compact(op: UInt64, callback: @escaping () -> Void)
+    func compactSkipped(op: UInt64)
+    var manifestEventCount: Int { get }
+    func drainManifestEvents(into log: ManifestLog<GridStorage>)
+    func open(tables: [TableInfo]) throws(TreeOpenError)
+}
+
+extension Tree: ForestMember {
+    typealias GridStorage = S
+}
+
+public final class Forest<S: Storage> {
+    public typealias BeatCallback = (Result<ForestCheckpoint?, ForestFault>) -> Void
+    public typealias OpenCallback = (Result<Void, ForestOpenError>) -> Void
+
+    public let configuration: ForestConfiguration
+    public let storageConfiguration: StorageConfiguration
+    public let grid: Grid<S>
+    public let freeSet: FreeSet
+    public let manifestLog: ManifestLog<S>
+    let trailerAcquired: CheckpointTrailer<S>
+    let trailerReleased: CheckpointTrailer<S>
+    private var members: [any ForestMember<S>] = []
+
+    /// The latest checkpoint written or opened (0: the formatted grid).
+    public private(set) var checkpointOp: UInt64 = 0
+    /// The op of the last beat (0 before the first).
+    public private(set) var opLast: UInt64 = 0
+    /// Beats up to this op replay a checkpoint's bar: bookkeeping only.
+    public private(set) var replayThroughOp: UInt64 = 0
+    public private(set) var fault: ForestFault?
+    /// From the trigger's log flush until its beat calls back.
+    public private(set) var isCheckpointing = false
+
+    private enum State { case ready, opening, openFailed }
+    private var state = State.ready
+    private var isCheckpointDurablePending = false
+
+    // The beat in progress.
+    private var beatOp: UInt64 = 0
+    private var beatCallback: BeatCallback?
+    private var memberIndex = 0
+    private var memberIsSynchronous = false
+    private var memberDoneSynchronously = false
+    private var memberDoneCallback: () -> Void = {}
+
+    // Manifest log compaction and flush at a half-bar end.
+    private var logCompactRemaining = 0
+    /// Log blocks compacted since open (sealed blocks = chain blocks + compacted ones).
+    private var logCompactedTotal = 0
+    /// Sealed blocks at the previous half-bar end's start (reset at checkpoints: see header).
+    private var logSealedMark = 0
+    private var logIsSynchronous = false
+    private var logDoneSynchronously = false
+    private var logCompactCallback: (ManifestLogOpenError?) -> Void = { _ in }
+    private var flushIsSynchronous = false
+    private var flushDoneSynchronously = false
+    private var flushDoneCallback: () -> Void = {}
+    private var trailersAreSynchronous = false
+    private var trailersDoneSynchronously = false
+    private var trailersDoneCallback: () -> Void = {}
+
+    // Open.
+    private var openCheckpoint = ForestCheckpoint.formatted
+    private var openCallback: OpenCallback?
+
+    public init(storage: S, configuration: ForestConfiguration) {
+        let storageConfiguration = storage.layout.configuration
+        precondition(storageConfiguration.lsmCompactionOps >= 4,
+                     "a half-bar has two beats: every tree reserves at its first, before any forfeits at its last")
+        self.configuration = configuration
+        self.storageConfiguration = storageConfiguration
+        grid = Grid(
+            storage: storage, cacheBlocks: configuration.cacheBlocks, readsMax: configuration.gridReadsMax,
+            writesMax: configuration.gridWritesMax, readQueueMax: configuration.gridReadQueueMax)
+        freeSet = FreeSet(blockCount: storageConfiguration.gridBlockCountMax)
+        var levelCount = 1
+        for tree in configuration.trees { levelCount = max(levelCount, tree.manifest.levelCount) }
+        let entriesPerBlock = ManifestLogBlock.entryCountMax(blockSize: storageConfiguration.blockSize)
+        // One half-bar end: the trees' events, the compacted blocks' re-appends, the open block,
+        // the flush's block, and one to spare; all may wait at once (appends are synchronous).
+        let appendsMax = configuration.manifestEventsPerHalfBarMax
+            + configuration.manifestLogCompactBlocksMax * entriesPerBlock
+        let queueBlocksMax = appendsMax / entriesPerBlock + 3
+        manifestLog = ManifestLog(
+            grid: grid, freeSet: freeSet, levelCount: levelCount, tablesMax: configuration.manifestLogTablesMax,
+            blocksMax: configuration.manifestLogBlocksMax, queueBlocksMax: queueBlocksMax,
+            writesMax: configuration.manifestLogWritesMax)
+        let chunkSize = CheckpointTrailerBlock.chunkSizeDefault(blockSize: storageConfiguration.blockSize)
+        let trailerBlocksMax = CheckpointTrailer<S>.freeSetBlockCountMax(freeSet, chunkSize: chunkSize)
+        trailerAcquired = CheckpointTrailer(grid: grid, kind: .freeSetAcquired, blockCountMax: trailerBlocksMax)
+        trailerReleased = CheckpointTrailer(grid: grid, kind: .freeSetReleased, blockCountMax: trailerBlocksMax)
+        var readsNeeded = 2
+        for tree in configuration.trees { readsNeeded += tree.lookupsMax + tree.jobsPerHalfBarMax }
+        precondition(grid.readsMax + grid.readQueueMax >= readsNeeded,
+                     "the grid queues every tree's lookups and jobs, the log's and a trailer's read")
+        members.reserveCapacity(configuration.trees.count)
+        memberDoneCallback = { [unowned self] in self.memberDone() }
+        logCompactCallback = { [unowned self] error in self.logCompactDone(error) }
+        flushDoneCallback = { [unowned self] in self.flushDone() }
+        trailersDoneCallback = { [unowned self] in self.trailersDone() }
+    }
+
+    /// Adds the next tree of `configuration.trees` (built on this forest's grid and free set),
+    /// before the first beat or `open`.
+    public func add<Value: TreeValue>(_ tree: Tree<Value, S>) {
+        precondition(opLast == 0, "trees are added before the first beat")
+        precondition(state == .ready, "trees are added before open")
+        precondition(members.count < configuration.trees.count, "the configuration names every tree")
+        precondition(tree.configuration == configuration.trees[members.count], "trees are added in configuration order")
+        precondition(tree.grid === grid, "a forest's trees share its grid")
+        precondition(tree.freeSet === freeSet, "a forest's trees share its free set")
+        precondition(tree.configuration.compactionOps == storageConfiguration.lsmCompactionOps,
+                     "a tree's bar is the storage's lsm_compaction_ops")
+        precondition(TreeCompaction<Value, S>.writesInFlightMax * tree.configuration.jobsPerHalfBarMax
+                     == tree.configuration.gridWritesMax, "the forest sizes the grid for the tree's writes")
+        for member in members { precondition(member.treeId != tree.treeId, "tree ids are unique") }
+        members.append(tree)
+    }
+
+    /// The op whose beat writes the next checkpoint.
+    public var checkpointTriggerOp: UInt64 { storageConfiguration.checkpointTrigger(after: checkpointOp) }
+
+    private var halfBarBeats: UInt64 { UInt64(storageConfiguration.lsmCompactionOps / 2) }
+
+    // MARK: Beats
+
+    /// Runs the compaction beat of `op` (after its batch committed, in op order); `callback`
+    /// gets the checkpoint when `op` is a checkpoint trigger, nil otherwise, or the fault. It may
+    /// run before `compact` returns.
+    public func compact(op: UInt64, callback: @escaping BeatCallback) {
+        precondition(state == .ready, "a forest beats once open (or fresh)")
+        precondition(members.count == configuration.trees.count, "every tree was added")
+        precondition(beatCallback == nil, "one beat at a time")
+        precondition(op == opLast + 1, "one beat per op, in op order")
+        opLast = op
+        if op <= replayThroughOp {
+            for member in members { member.compactSkipped(op: op) }
+            return callback(.success(nil))
+        }
+        if let fault { return callback(.failure(fault)) }
+        beatOp = op
+        beatCallback = callback
+        if op % halfBarBeats == 0 { freeSet.openReservations() }
+        memberIndex = 0
+        runMembers()
+    }
+
+    /// Runs the trees' beats one after another. A beat that calls back before `compact`
+    /// returns is absorbed by this loop, so the stack does not grow with the tree count.
+    private func runMembers() {
+        // Each turn runs one tree's beat: bounded by the tree count.
+        while memberIndex < members.count {
+            memberIsSynchronous = true
+            memberDoneSynchronously = false
+            members[memberIndex].compact(op: beatOp, callback: memberDoneCallback)
+            memberIsSynchronous = false
+            guard memberDoneSynchronously else { return }
+            memberIndex += 1
+        }
+        membersDone()
+    }
+
+    private func memberDone() {
+        if memberIsSynchronous {
+            memberDoneSynchronously = true
+            return
+        }
+        memberIndex += 1
+        runMembers()
+    }
+
+    private func membersDone() {
+        for member in members {
+            if let treeFault = member.fault {
+                fault = .tree(treeId: member.treeId, treeFault)
+                return finishBeat(.failure(fault!))
+            }
+        }
+        guard beatOp % halfBarBeats == halfBarBeats - 1 else { return finishBeat(.success(nil)) }
+        // Op 1 ends a half-bar that began at op 0, which has no beat: no session to close.
+        if freeSet.isReserving { freeSet.closeReservations() }
+        if isCheckpointDurablePending {
+            isCheckpointDurablePending = false
+            freeSet.markCheckpointDurable()
+        }
+        startLogPoint()
+    }
+
+    private func finishBeat(_ result: Result<ForestCheckpoint?, ForestFault>) {
+        guard let callback = beatCallback else { preconditionFailure("a beat has a callback") }
+        beatCallback = nil
+        callback(result)
+    }
+
+    // MARK: The manifest log's fixed point (half-bar end)
+
+    private var logSealedTotal: Int { Int(manifestLog.blockCount) + logCompactedTotal }
+
+    private func startLogPoint() {
+        freeSet.openReservations()
+        var events = 0
+        for member in members { events += member.manifestEventCount }
+        let sealedSince = logSealedTotal - logSealedMark
+        logSealedMark = logSealedTotal
+        // Spec §5: compact at least as many blocks as were appended, plus one; never the newest.
+        logCompactRemaining = max(0, min(
+            configuration.manifestLogCompactBlocksMax, sealedSince + 1, Int(manifestLog.blockCount) - 1))
+        let appendsMax = events + logCompactRemaining * manifestLog.entriesPerBlock
+        guard manifestLog.reserve(appendsMax: appendsMax, snapshot: beatOp) else {
+            freeSet.closeReservations()
+            fault = .gridFull
+            return finishBeat(.failure(.gridFull))
+        }
+        for member in members { member.drainManifestEvents(into: manifestLog) }
+        compactLog()
+    }
+
+    /// Compacts the log's oldest blocks one after another (each a read, then `compactFinish`
+    /// at this fixed point). A read served from memory is absorbed by the loop.
+    private func compactLog() {
+        // Each turn compacts one block: bounded by manifestLogCompactBlocksMax.
+        while logCompactRemaining > 0 && fault == nil {
+            guard manifestLog.canCompact else {
+                logCompactRemaining = 0
+                break
+            }
+            logIsSynchronous = true
+            logDoneSynchronously = false
+            manifestLog.compactBegin(callback: logCompactCallback)
+            logIsSynchronous = false
+            guard logDoneSynchronously else { return }
+        }
+        logCompacted()
+    }
+
+    private func logCompactDone(_ error: ManifestLogOpenError?) {
+        if let error {
+            fault = .manifestLog(error)
+        } else {
+            manifestLog.compactFinish()
+            logCompactedTotal += 1
+        }
+        logCompactRemaining -= 1
+        if logIsSynchronous {
+            logDoneSynchronously = true
+            return
+        }
+        compactLog()
+    }
+
+    private func logCompacted() {
+        if let fault {
+            manifestLog.forfeit()
+            freeSet.closeReservations()
+            return finishBeat(.failure(fault))
+        }
+        guard beatOp == checkpointTriggerOp else {
+            manifestLog.forfeit()
+            freeSet.closeReservations()
+            return finishBeat(.success(nil))
+        }
+        isCheckpointing = true
+        flushIsSynchronous = true
+        flushDoneSynchronously = false
+        manifestLog.flush(callback: flushDoneCallback)
+        flushIsSynchronous = false
+        // The flush sealed its blocks inside `flush`: the reservation may go.
+        manifestLog.forfeit()
+        freeSet.closeReservations()
+        // An opened forest counts from zero here (see the header).
+        logSealedMark = logSealedTotal
+        if flushDoneSynchronously { writeTrailers() }
+    }
+
+    // MARK: Checkpoint
+
+    private func flushDone() {
+        if flushIsSynchronous {
+            flushDoneSynchronously = true
+            return
+        }
+        writeTrailers()
+    }
+
+    private func writeTrailers() {
+        precondition(freeSet.isCheckpointDurable,
+                     "the previous checkpoint is durable before the next is written (FreeSet release protocol)")
+        precondition(manifestLog.isFlushed, "the manifest log is durable before the free set is encoded")
+        trailersAreSynchronous = true
+        trailersDoneSynchronously = false
+        let written = FreeSetTrailers.write(
+            acquired: trailerAcquired, released: trailerReleased, freeSet: freeSet, snapshot: beatOp,
+            callback: trailersDoneCallback)
+        trailersAreSynchronous = false
+        guard written else {
+            isCheckpointing = false
+            fault = .gridFull
+            return finishBeat(.failure(.gridFull))
+        }
+        if trailersDoneSynchronously { trailersWritten() }
+    }
+
+    private func trailersDone() {
+        if trailersAreSynchronous {
+            trailersDoneSynchronously = true
+            return
+        }
+        trailersWritten()
+    }
+
+    private func trailersWritten() {
+        freeSet.markCheckpointNotDurable()
+        trailerAcquired.releaseBlocks(freeSet)
+        trailerReleased.releaseBlocks(freeSet)
+        checkpointOp = storageConfiguration.checkpointAfter(checkpointOp)
+        precondition(checkpointOp + UInt64(storageConfiguration.lsmCompactionOps) == beatOp,
+                     "a checkpoint is written at its trigger")
+        let checkpoint = ForestCheckpoint(
+            op: checkpointOp, manifestNewest: manifestLog.newest, manifestOldest: manifestLog.oldest,
+            manifestBlockCount: manifestLog.blockCount, freeSetAcquired: trailerAcquired.reference,
+            freeSetReleased: trailerReleased.reference, highestAcquiredAddress: freeSet.highestAcquiredAddress)
+        isCheckpointing = false
+        finishBeat(.success(checkpoint))
+    }
+
+    /// The latest checkpoint (written, or opened) is durable: blocks released before it are
+    /// free from now on (or from the end of the current half-bar, if one is in progress). Call
+    /// between beats, at the same op in every run (see the header).
+    public func checkpointDurable() {
+        precondition(beatCallback == nil, "a checkpoint becomes durable between beats")
+        precondition(!isCheckpointDurablePending, "a checkpoint becomes durable once")
+        precondition(!freeSet.isCheckpointDurable, "a checkpoint becomes durable once, after it is written or opened")
+        if freeSet.isReserving {
+            isCheckpointDurablePending = true
+        } else {
+            freeSet.markCheckpointDurable()
+        }
+    }
+
+    /// Whether the latest checkpoint is durable (a deferred call counts).
+    public var isCheckpointDurable: Bool { freeSet.isCheckpointDurable || isCheckpointDurablePending }
+
+    // MARK: Open
+
+    /// Loads `checkpoint` into this fresh forest (every tree added, no beat run); `callback`
+    /// gets the outcome (possibly before `open` returns). The caller then replays the ops after
+    /// `checkpoint.op`. After an error the forest is unusable.
+    public func open(checkpoint: ForestCheckpoint, callback: @escaping OpenCallback) {
+        precondition(state == .ready, "a forest opens once")
+        precondition(opLast == 0, "a forest opens before its first beat")
+        precondition(members.count == configuration.trees.count, "every tree was added")
+        if checkpoint.op == 0 {
+            // The formatted grid: the fresh state already is it.
+            guard checkpoint == .formatted else {
+                state = .openFailed
+                return callback(.failure(.checkpointOp(0)))
+            }
+            return callback(.success(()))
+        }
+        guard (checkpoint.op + 1) % UInt64(storageConfiguration.vsrCheckpointOps) == 0 else {
+            state = .openFailed
+            return callback(.failure(.checkpointOp(checkpoint.op)))
+        }
+        state = .opening
+        openCheckpoint = checkpoint
+        openCallback = callback
+        FreeSetTrailers.open(
+            acquired: trailerAcquired, released: trailerReleased, acquiredReference: checkpoint.freeSetAcquired,
+            releasedReference: checkpoint.freeSetReleased, freeSet: freeSet
+        ) { [unowned self] result in self.freeSetOpened(result) }
+    }
+
+    private func freeSetOpened(_ result: Result<Void, CheckpointTrailerError>) {
+        if case .failure(let error) = result { return finishOpen(.failure(.freeSet(error))) }
+        let highest = freeSet.highestAcquiredAddress
+        guard highest == openCheckpoint.highestAcquiredAddress else {
+            return finishOpen(.failure(.highestAcquiredAddress(expected: openCheckpoint.highestAcquiredAddress, found: highest)))
+        }
+        manifestLog.open(
+            newest: openCheckpoint.manifestNewest, oldest: openCheckpoint.manifestOldest,
+            blockCount: openCheckpoint.manifestBlockCount
+        ) { [unowned self] result in self.manifestLogOpened(result) }
+    }
+
+    private func manifestLogOpened(_ result: Result<[TableInfo], ManifestLogOpenError>) {
+        let tables: [TableInfo]
+        switch result {
+        case .failure(let error): return finishOpen(.failure(.manifestLog(error)))
+        case .success(let live): tables = live
+        }
+        for table in tables {
+            guard members.contains(where: { $0.treeId == table.treeId }) else {
+                return finishOpen(.failure(.unknownTree(table.identity)))
+            }
+            // Checked, not assumed: the manifest and the free set come from different trailers.
+            guard table.address <= UInt64(freeSet.blockCount), !freeSet.isFree(table.address),
+                  !freeSet.isReleased(table.address)
+            else { return finishOpen(.failure(.tableNotAcquired(table.identity))) }
+        }
+        for member in members {
+            do throws(TreeOpenError) {
+                try member.open(tables: tables)
+            } catch {
+                return finishOpen(.failure(.tree(treeId: member.treeId, error)))
+            }
+        }
+        checkpointOp = openCheckpoint.op
+        opLast = openCheckpoint.op
+        replayThroughOp = openCheckpoint.op + UInt64(storageConfiguration.lsmCompactionOps)
+        logCompactedTotal = 0
+        logSealedMark = logSealedTotal
+        finishOpen(.success(()))
+    }
+
+    private func finishOpen(_ result: Result<Void, ForestOpenError>) {
+        guard let callback = openCallback else { preconditionFailure("an open has a callback") }
+        openCallback = nil
+        if case .failure = result { state = .openFailed } else { state = .ready }
+        callback(result)
+    }
+}
