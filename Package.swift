@@ -64,7 +64,7 @@ let package = Package(
         .executableTarget(
             name: "ledger-benchmark",
             dependencies: [
-                "LedgerKit", "LedgerStateMachine", "LedgerIO", "LedgerVSR", "CPlatform",
+                "LedgerKit", "LedgerStateMachine", "LedgerIO", "LedgerVSR", "LedgerLSM", "CPlatform",
                 "CAllocationCounter",
             ],
             path: "Tools/ledger-benchmark",

@@ -3,14 +3,16 @@
 import Glibc
 
 let usage = """
-    usage: ledger-benchmark [state-machine | checksum | wal | all] [--batches=N] [--accounts=N]
+    usage: ledger-benchmark [state-machine | checksum | lsm | wal | all] [--batches=N] [--accounts=N]
                             [--directory=PATH] [--prepares=N]
       state-machine  prefetch+execute throughput of create_transfers batches of 8189 over
                      10 000 and 1 000 000 accounts, batch latency, heap allocations per batch
       checksum       AEGIS-128L checksum throughput (1 MiB) and latency (128 and 240 bytes)
+      lsm            one LSM tree on a real file: batches of 8189 puts with a compaction beat
+                     each (object tree and index tree), then random lookups
       wal            1 MiB prepares appended through the journal (io_uring, O_DIRECT|O_DSYNC)
                      against a pwrite+fdatasync loop on the same file: MiB/s and ratio
-      --batches=N    timed create_transfers batches per configuration (default 40)
+      --batches=N    timed batches per configuration (default 40; lsm: 250)
       --directory=PATH  where the wal benchmark creates its 1.1 GiB file (default: .);
                      must support direct IO (not tmpfs)
       --prepares=N   prepares per wal round (1...1000, default 300; 9 rounds)
@@ -28,7 +30,7 @@ func parseArguments() -> (workload: String, batches: Int, accounts: [Int], direc
     var workload = "all"
     var directory = "."
     var prepares = 300
-    var batches = 40
+    var batches: Int? = nil
     var accounts = [10_000, 1_000_000]
     for argument in CommandLine.arguments.dropFirst() {
         if argument == "--help" || argument == "-h" {
@@ -60,14 +62,14 @@ func parseArguments() -> (workload: String, batches: Int, accounts: [Int], direc
                 exit(2)
             }
             prepares = value
-        } else if ["state-machine", "checksum", "wal", "all"].contains(argument) {
+        } else if ["state-machine", "checksum", "wal", "lsm", "all"].contains(argument) {
             workload = argument
         } else {
             printError("ledger-benchmark: unknown argument '\(argument)' (see --help)")
             exit(2)
         }
     }
-    return (workload, batches, accounts, directory, prepares)
+    return (workload, batches ?? -1, accounts, directory, prepares)
 }
 
 let arguments = parseArguments()
@@ -75,10 +77,13 @@ let arguments = parseArguments()
 print("warning: debug build; numbers are meaningless (use swift run -c release ledger-benchmark)")
 #endif
 if arguments.workload == "state-machine" || arguments.workload == "all" {
-    runStateMachineBenchmark(accounts: arguments.accounts, batches: arguments.batches)
+    runStateMachineBenchmark(accounts: arguments.accounts, batches: arguments.batches > 0 ? arguments.batches : 40)
 }
 if arguments.workload == "checksum" || arguments.workload == "all" || arguments.workload == "wal" {
     runChecksumBenchmark()
+}
+if arguments.workload == "lsm" || arguments.workload == "all" {
+    runLSMBenchmark(directory: arguments.directory, batches: arguments.batches > 0 ? arguments.batches : 250)
 }
 if arguments.workload == "wal" || arguments.workload == "all" {
     runWALBenchmark(directory: arguments.directory, prepareCount: arguments.prepares, inFlight: 8, rounds: 9)
