@@ -1,0 +1,453 @@
+import LedgerIO
+import LedgerKit
+
+// A groove (storage spec §5 "Grooves", "Caches", "Prefetch, then execute"; docs/lsm.md "The
+// state machine on the forest"): one object type's trees and its object cache.
+//
+//   object tree   timestamp → object (the synthetic primary key; objects are never deleted)
+//   id tree       id → timestamp (`IdTreeValue`; also the orphaned ids of failed transfers)
+//   index trees   `(field, timestamp)` composite keys, one tree per declared index
+//
+// ## Prefetch, then execute
+//
+// Per batch: `prefetchStart()` (drops the cache's stash: every change of the previous batch is
+// in the trees by now), `prefetchEnqueue(id:)` / `prefetchEnqueue(timestamp:)` for every object
+// the batch may touch, then `prefetch(callback:)`. Each id is resolved through the id tree
+// (memtables first, then a lookup), then its object through the object tree unless the cache
+// holds it already; found objects are upserted into the `CacheMap`, whose stash keeps them even
+// if later upserts of the batch evict them from the set-associative part. After the callback,
+// `get(id:)` / `get(timestamp:)` answer synchronously; inserts and updates of the batch go to
+// the trees and the cache at once, so later gets of the same batch see them.
+//
+// The groove remembers what prefetch learned about each id this batch (found at a timestamp,
+// absent, orphaned) in a map reserved at init and cleared per batch: the object cache is keyed
+// by timestamp, so the id → timestamp step must be answered without I/O during execute. Asking
+// for an id or timestamp that was not prefetched is a bug in the caller (precondition), which
+// is how "not prefetched" is told apart from "does not exist".
+//
+// Concurrency: at most the id tree's `lookupsMax` id lookups and the object tree's
+// `lookupsMax` object lookups in flight. One driver loop (`prefetchStep`) starts lookups while
+// slots are free; a lookup that completes before `lookup` returns (memtable, cached block) only
+// records its result, and the loop picks up the work it produced, so the stack never grows with
+// the number of keys. Callbacks are made per slot at init: prefetch allocates nothing.
+//
+// A lookup fault (a block that cannot be read or decoded) stops starting new lookups; once the
+// lookups in flight drain, `prefetch` reports the fault: the caller stops (the grid repairs,
+// not the groove). An id whose object the object tree lacks is also reported (`.idWithoutObject`):
+// on-disk state that does not hold together.
+//
+// ## Indexes
+//
+// Declared with `GrooveIndex` (GrooveIndex.swift): one tree per index. An insert puts the key of
+// every index whose field is present; an update that changes a derived key puts the old key's
+// tombstone and the new key (unchanged keys are not re-put).
+//
+// ## Tree order
+//
+// `GrooveConfiguration.treeConfigurations` lists the trees in the order `registerTrees(in:)`
+// adds them: id tree, index trees in declaration order, object tree. A forest's configuration
+// is built from that list (other grooves' lists appended), so the order is fixed.
+
+/// Sizes of a groove.
+public struct GrooveConfiguration: Sendable, Equatable {
+    public var objectTreeId: UInt16
+    public var idTreeId: UInt16
+    public var indexTreeIds: [UInt16]
+    /// Inserts, updates and orphaned ids one batch makes at most.
+    public var changesPerBeatMax: Int
+    /// Ids plus timestamps one batch prefetches at most.
+    public var prefetchEntriesMax: Int
+    /// Objects the cache holds (whole sets of 16; 0: stash only).
+    public var cacheCapacity: Int
+    public var compactionOps: Int
+    public var manifest: ManifestConfiguration
+    public var blockSize: Int
+    public var lookupsMax: Int
+
+    public init(
+        objectTreeId: UInt16, idTreeId: UInt16, indexTreeIds: [UInt16], changesPerBeatMax: Int,
+        prefetchEntriesMax: Int, cacheCapacity: Int, compactionOps: Int, manifest: ManifestConfiguration,
+        blockSize: Int, lookupsMax: Int = 16
+    ) {
+        precondition(changesPerBeatMax >= 1, "a batch may change an object")
+        precondition(prefetchEntriesMax >= 1, "a batch may prefetch an object")
+        self.objectTreeId = objectTreeId
+        self.idTreeId = idTreeId
+        self.indexTreeIds = indexTreeIds
+        self.changesPerBeatMax = changesPerBeatMax
+        self.prefetchEntriesMax = prefetchEntriesMax
+        self.cacheCapacity = cacheCapacity
+        self.compactionOps = compactionOps
+        self.manifest = manifest
+        self.blockSize = blockSize
+        self.lookupsMax = lookupsMax
+    }
+
+    private func tree(valuesPerBeatMax: Int) -> TreeConfiguration {
+        TreeConfiguration(
+            valuesPerBeatMax: valuesPerBeatMax, compactionOps: compactionOps, manifest: manifest,
+            blockSize: blockSize, lookupsMax: lookupsMax)
+    }
+
+    /// The object tree takes one put per insert or update.
+    public var objectTree: TreeConfiguration { tree(valuesPerBeatMax: changesPerBeatMax) }
+    /// The id tree takes one put per insert or orphaned id.
+    public var idTree: TreeConfiguration { tree(valuesPerBeatMax: changesPerBeatMax) }
+    /// An index tree takes up to two puts per change (an update's tombstone and new key).
+    public var indexTree: TreeConfiguration { tree(valuesPerBeatMax: 2 * changesPerBeatMax) }
+
+    /// The groove's trees in registration order: id, indexes (as declared), object.
+    public var treeConfigurations: [TreeConfiguration] {
+        [idTree] + indexTreeIds.map { _ in indexTree } + [objectTree]
+    }
+
+    /// Upserts between two stash compactions: every prefetched object plus every change.
+    public var stashCapacity: Int { prefetchEntriesMax + changesPerBeatMax }
+}
+
+/// Why a prefetch stopped.
+public enum GrooveFault: Error, Equatable, Sendable {
+    case block(treeId: UInt16, BlockFault)
+    case corrupt(treeId: UInt16, TableBlockError)
+    /// The id tree names a timestamp the object tree does not hold.
+    case idWithoutObject(id: UInt128, timestamp: UInt64)
+}
+
+public final class Groove<Object: GrooveObject, S: Storage> {
+    public typealias PrefetchCallback = (Result<Void, GrooveFault>) -> Void
+
+    /// What prefetch learned about an id this batch.
+    enum IdState: Equatable {
+        case pending
+        case found(timestamp: UInt64)
+        case notFound
+        case orphaned(timestamp: UInt64)
+    }
+
+    public let configuration: GrooveConfiguration
+    public let objectTree: Tree<Object, S>
+    public let idTree: Tree<IdTreeValue, S>
+    public let indexes: [GrooveIndex<Object>]
+    /// Per index (by position): its tree, one of the two.
+    public let indexTrees64: [Tree<CompositeKey64, S>?]
+    public let indexTrees128: [Tree<CompositeKey128, S>?]
+    public let cache: CacheMap<Object>
+
+    // Prefetch state of the current batch (reserved at init, cleared by `prefetchStart`).
+    private var ids: [UInt128] = []
+    private var idStates: [UInt128: IdState] = [:]
+    /// Timestamps to fetch from the object tree, with the id that named them (nil: enqueued by
+    /// timestamp).
+    private var objectQueue: [(timestamp: UInt64, id: UInt128?)] = []
+    /// Enqueued timestamps with no object (for `get(timestamp:)`'s "prefetched" check).
+    private var timestampsAbsent: Set<UInt64> = []
+    private var timestampsEnqueued: Set<UInt64> = []
+    private var idNext = 0
+    private var objectNext = 0
+    private var isPrefetching = false
+    private var isPrefetched = false
+    private var isStepping = false
+    private var prefetchFault: GrooveFault?
+    private var prefetchCallback: PrefetchCallback?
+
+    /// The most lookups (id and object together) prefetch had in flight at once: statistics,
+    /// and how tests see that prefetch runs lookups side by side within the bound.
+    public private(set) var lookupsInFlightMax = 0
+
+    // Lookup slots: the key each slot looks up and its callback (made at init).
+    private var idSlotKeys: [UInt128]
+    private var idSlotsFree: [Int]
+    private var idCallbacks: [(TreeLookupResult<IdTreeValue>) -> Void] = []
+    private var objectSlotKeys: [(timestamp: UInt64, id: UInt128?)]
+    private var objectSlotsFree: [Int]
+    private var objectCallbacks: [(TreeLookupResult<Object>) -> Void] = []
+
+    public init(
+        grid: Grid<S>, freeSet: FreeSet, configuration: GrooveConfiguration, indexes: [GrooveIndex<Object>]
+    ) {
+        precondition(indexes.map(\.treeId) == configuration.indexTreeIds, "the configuration names the indexes' trees in order")
+        self.configuration = configuration
+        self.indexes = indexes
+        idTree = Tree(treeId: configuration.idTreeId, grid: grid, freeSet: freeSet, configuration: configuration.idTree)
+        objectTree = Tree(
+            treeId: configuration.objectTreeId, grid: grid, freeSet: freeSet, configuration: configuration.objectTree)
+        indexTrees64 = indexes.map { index in
+            index.isWide ? nil
+                : Tree(treeId: index.treeId, grid: grid, freeSet: freeSet, configuration: configuration.indexTree)
+        }
+        indexTrees128 = indexes.map { index in
+            index.isWide
+                ? Tree(treeId: index.treeId, grid: grid, freeSet: freeSet, configuration: configuration.indexTree) : nil
+        }
+        cache = CacheMap(cacheCapacity: configuration.cacheCapacity, stashCapacity: configuration.stashCapacity)
+        let entries = configuration.prefetchEntriesMax
+        ids.reserveCapacity(entries)
+        // Changes of the batch record their ids too.
+        idStates.reserveCapacity(entries + configuration.changesPerBeatMax)
+        objectQueue.reserveCapacity(entries)
+        timestampsAbsent.reserveCapacity(entries)
+        timestampsEnqueued.reserveCapacity(entries)
+        let lookups = configuration.lookupsMax
+        idSlotKeys = Array(repeating: 0, count: lookups)
+        idSlotsFree = Array((0..<lookups).reversed())
+        objectSlotKeys = Array(repeating: (0, nil), count: lookups)
+        objectSlotsFree = Array((0..<lookups).reversed())
+        idCallbacks = (0..<lookups).map { slot in { [unowned self] result in self.idLookupDone(slot: slot, result) } }
+        objectCallbacks = (0..<lookups).map { slot in
+            { [unowned self] result in self.objectLookupDone(slot: slot, result) }
+        }
+    }
+
+    /// Adds the groove's trees to `forest` in the order of `configuration.treeConfigurations`.
+    public func registerTrees(in forest: Forest<S>) {
+        forest.add(idTree)
+        for position in indexes.indices {
+            if let tree = indexTrees64[position] { forest.add(tree) }
+            if let tree = indexTrees128[position] { forest.add(tree) }
+        }
+        forest.add(objectTree)
+    }
+
+    // MARK: Changes
+
+    /// Inserts a new object: the object tree, the id tree, each index whose field is present,
+    /// and the cache.
+    public func insert(_ object: Object) {
+        precondition(!isPrefetching, "changes happen after prefetch")
+        precondition(object.timestamp != 0, "an object has a timestamp")
+        objectTree.put(object)
+        idTree.put(IdTreeValue(id: object.id, timestamp: object.timestamp))
+        for position in indexes.indices {
+            if let field = indexes[position].field(of: object) { putIndex(position, field: field, timestamp: object.timestamp) }
+        }
+        cache.upsert(object)
+        recordId(object.id, .found(timestamp: object.timestamp))
+    }
+
+    /// Replaces `old` by `new` (same id and timestamp): the object tree, the indexes whose
+    /// derived key changed (old key tombstoned, new key put), and the cache.
+    public func update(old: Object, new: Object) {
+        precondition(!isPrefetching, "changes happen after prefetch")
+        precondition(old.id == new.id, "an update keeps the object's id")
+        precondition(old.timestamp == new.timestamp, "an update keeps the object's timestamp")
+        objectTree.put(new)
+        for position in indexes.indices {
+            let index = indexes[position]
+            let fieldOld = index.field(of: old)
+            let fieldNew = index.field(of: new)
+            guard fieldOld != fieldNew else { continue }
+            if let fieldOld { putIndex(position, field: fieldOld, timestamp: old.timestamp, tombstone: true) }
+            if let fieldNew { putIndex(position, field: fieldNew, timestamp: new.timestamp) }
+        }
+        cache.upsert(new)
+    }
+
+    /// Records `id` as orphaned (a failed transfer's id, at the timestamp it failed at), so a
+    /// retry of it is recognized.
+    public func insertOrphanedId(_ id: UInt128, timestamp: UInt64) {
+        precondition(!isPrefetching, "changes happen after prefetch")
+        idTree.put(IdTreeValue(id: id, timestamp: timestamp, orphaned: true))
+        recordId(id, .orphaned(timestamp: timestamp))
+    }
+
+    private func putIndex(_ position: Int, field: UInt128, timestamp: UInt64, tombstone: Bool = false) {
+        if let tree = indexTrees64[position] {
+            precondition(field <= UInt128(UInt64.max), "a u64 index stores a u64 field")
+            let key = CompositeKey64(field: UInt64(field), timestamp: timestamp)
+            tree.put(tombstone ? .tombstone(key: key) : key)
+        } else if let tree = indexTrees128[position] {
+            let key = CompositeKey128(field: field, timestamp: timestamp)
+            tree.put(tombstone ? .tombstone(key: key) : key)
+        } else {
+            preconditionFailure("every index has a tree")
+        }
+    }
+
+    private func recordId(_ id: UInt128, _ state: IdState) {
+        precondition(idStates[id] != nil || idStates.count < configuration.prefetchEntriesMax + configuration.changesPerBeatMax,
+                     "a batch names at most prefetchEntriesMax + changesPerBeatMax ids")
+        idStates[id] = state
+    }
+
+    // MARK: Prefetch
+
+    /// Starts a batch's prefetch: the stash goes (the previous batch's changes are in the trees)
+    /// and the previous batch's answers are forgotten.
+    public func prefetchStart() {
+        precondition(!isPrefetching, "one prefetch at a time")
+        cache.compact()
+        ids.removeAll(keepingCapacity: true)
+        idStates.removeAll(keepingCapacity: true)
+        objectQueue.removeAll(keepingCapacity: true)
+        timestampsAbsent.removeAll(keepingCapacity: true)
+        timestampsEnqueued.removeAll(keepingCapacity: true)
+        idNext = 0
+        objectNext = 0
+        prefetchFault = nil
+        isPrefetched = false
+    }
+
+    /// Names an object the batch may touch by id (duplicates are looked up once).
+    public func prefetchEnqueue(id: UInt128) {
+        precondition(!isPrefetching && !isPrefetched, "enqueue between prefetchStart and prefetch")
+        guard idStates[id] == nil else { return }
+        precondition(ids.count + objectQueue.count < configuration.prefetchEntriesMax,
+                     "a batch prefetches at most prefetchEntriesMax entries")
+        idStates[id] = .pending
+        ids.append(id)
+    }
+
+    /// Names an object the batch may touch by timestamp.
+    public func prefetchEnqueue(timestamp: UInt64) {
+        precondition(!isPrefetching && !isPrefetched, "enqueue between prefetchStart and prefetch")
+        guard timestampsEnqueued.insert(timestamp).inserted else { return }
+        precondition(ids.count + objectQueue.count < configuration.prefetchEntriesMax,
+                     "a batch prefetches at most prefetchEntriesMax entries")
+        objectQueue.append((timestamp, nil))
+    }
+
+    /// Loads every enqueued object into the cache; `callback` runs once all are in (possibly
+    /// before `prefetch` returns) or with the first fault.
+    public func prefetch(callback: @escaping PrefetchCallback) {
+        precondition(!isPrefetching && !isPrefetched, "one prefetch per prefetchStart")
+        isPrefetching = true
+        prefetchCallback = callback
+        prefetchStep()
+    }
+
+    /// Starts lookups while slots are free; completions that happen inside `lookup` only
+    /// record their results (`isStepping`), and the loop picks up the work they produce.
+    private func prefetchStep() {
+        isStepping = true
+        // Each turn starts at least one lookup or ends: bounded by ids + objects enqueued.
+        while prefetchFault == nil {
+            var started = false
+            if idNext < ids.count, let slot = idSlotsFree.popLast() {
+                let id = ids[idNext]
+                idNext += 1
+                started = true
+                switch idTree.getCached(id) {
+                case .found(let value): resolveId(id, value)
+                case .deleted: idStates[id] = .notFound
+                case .notInMemory:
+                    idSlotKeys[slot] = id
+                    idTree.lookup(id, callback: idCallbacks[slot])
+                    continue
+                }
+                idSlotsFree.append(slot)
+            }
+            if objectNext < objectQueue.count, let slot = objectSlotsFree.popLast() {
+                let entry = objectQueue[objectNext]
+                objectNext += 1
+                started = true
+                if cache.peek(entry.timestamp) == nil {
+                    objectSlotKeys[slot] = entry
+                    objectTree.lookup(entry.timestamp, callback: objectCallbacks[slot])
+                    continue
+                }
+                objectSlotsFree.append(slot)
+            }
+            if !started { break }
+        }
+        isStepping = false
+        let lookups = lookupsInFlight
+        lookupsInFlightMax = max(lookupsInFlightMax, lookups)
+        let inFlight = lookups > 0
+        guard !inFlight else { return }
+        guard prefetchFault != nil || (idNext == ids.count && objectNext == objectQueue.count) else {
+            preconditionFailure("prefetch stops with work left only after a fault")
+        }
+        finishPrefetch()
+    }
+
+    private var lookupsInFlight: Int {
+        2 * configuration.lookupsMax - idSlotsFree.count - objectSlotsFree.count
+    }
+
+    private func resolveId(_ id: UInt128, _ value: IdTreeValue) {
+        if value.isOrphaned {
+            idStates[id] = .orphaned(timestamp: value.timestamp)
+            return
+        }
+        idStates[id] = .found(timestamp: value.timestamp)
+        precondition(objectQueue.count < configuration.prefetchEntriesMax,
+                     "ids and timestamps together are at most prefetchEntriesMax objects to fetch")
+        objectQueue.append((value.timestamp, id))
+    }
+
+    private func idLookupDone(slot: Int, _ result: TreeLookupResult<IdTreeValue>) {
+        let id = idSlotKeys[slot]
+        idSlotsFree.append(slot)
+        switch result {
+        case .found(let value): resolveId(id, value)
+        case .notFound: idStates[id] = .notFound
+        case .fault(let fault): noteFault(.block(treeId: idTree.treeId, fault))
+        case .corrupt(let error): noteFault(.corrupt(treeId: idTree.treeId, error))
+        }
+        if !isStepping { prefetchStep() }
+    }
+
+    private func objectLookupDone(slot: Int, _ result: TreeLookupResult<Object>) {
+        let entry = objectSlotKeys[slot]
+        objectSlotsFree.append(slot)
+        switch result {
+        case .found(let object): cache.upsert(object)
+        case .notFound:
+            if let id = entry.id {
+                noteFault(.idWithoutObject(id: id, timestamp: entry.timestamp))
+            } else {
+                timestampsAbsent.insert(entry.timestamp)
+            }
+        case .fault(let fault): noteFault(.block(treeId: objectTree.treeId, fault))
+        case .corrupt(let error): noteFault(.corrupt(treeId: objectTree.treeId, error))
+        }
+        if !isStepping { prefetchStep() }
+    }
+
+    private func noteFault(_ fault: GrooveFault) {
+        if prefetchFault == nil { prefetchFault = fault }
+    }
+
+    private func finishPrefetch() {
+        guard let callback = prefetchCallback else { preconditionFailure("a prefetch has a callback") }
+        prefetchCallback = nil
+        isPrefetching = false
+        isPrefetched = prefetchFault == nil
+        if let fault = prefetchFault { callback(.failure(fault)) } else { callback(.success(())) }
+    }
+
+    // MARK: Execute (synchronous, after prefetch)
+
+    /// The object with `id`, nil if it does not exist (or its id is orphaned). The id must have
+    /// been prefetched (or changed) this batch.
+    public func get(id: UInt128) -> Object? {
+        precondition(isPrefetched, "gets follow a completed prefetch")
+        guard let state = idStates[id] else { preconditionFailure("get(id:) of an id not prefetched this batch") }
+        switch state {
+        case .pending: preconditionFailure("a completed prefetch resolved every id")
+        case .notFound, .orphaned: return nil
+        case .found(let timestamp):
+            guard let object = cache.get(timestamp) else {
+                preconditionFailure("a prefetched object stays in the cache or its stash until the next batch")
+            }
+            return object
+        }
+    }
+
+    /// The object created at `timestamp`, nil if none. The timestamp must have been prefetched
+    /// (directly, or as a prefetched id's object) or changed this batch.
+    public func get(timestamp: UInt64) -> Object? {
+        precondition(isPrefetched, "gets follow a completed prefetch")
+        if let object = cache.get(timestamp) { return object }
+        precondition(timestampsAbsent.contains(timestamp), "get(timestamp:) of a timestamp not prefetched this batch")
+        return nil
+    }
+
+    /// Whether `id` is an orphaned id (a failed transfer's). The id must have been prefetched.
+    public func isOrphaned(id: UInt128) -> Bool {
+        precondition(isPrefetched, "orphaned ids are known after a completed prefetch")
+        guard let state = idStates[id] else { preconditionFailure("isOrphaned of an id not prefetched this batch") }
+        if case .orphaned = state { return true }
+        return false
+    }
+}
