@@ -82,6 +82,10 @@ public enum Constants {
     public static let walHeadersPerSector = sectorSize / messageHeaderSize
     /// Beats per LSM bar in production.
     public static let lsmCompactionOps = 32
+    /// Levels of every LSM tree, and how many times more tables each level holds than the one
+    /// above it (level i holds up to growthFactor^(i+1) tables).
+    public static let lsmLevels = 7
+    public static let lsmGrowthFactor = 8
     /// Size of a grid block in production.
     public static let blockSize = 512 << 10
     /// Largest grid in production: 16 TiB of blocks (TigerBeetle's default `--limit-storage`).
@@ -146,6 +150,8 @@ public enum Constants {
         precondition(
             journalWritesMax < journalSlotCount / walHeadersPerSector,
             "a crash cannot tear every header sector")
+        precondition(lsmLevels >= 1 && lsmLevels <= Int(UInt8.max), "a level fits a TableInfo's u8")
+        precondition(lsmGrowthFactor >= 2, "levels grow")
         StorageConfiguration.production.verify()
         StorageConfiguration.testing.verify()
     }

@@ -1,3 +1,5 @@
+import LedgerKit
+
 /// Sizes of one tree's manifest (storage spec §5, §12).
 public struct ManifestConfiguration: Sendable, Equatable {
     /// `lsm_levels`: levels 0 ..< levelCount.
@@ -8,10 +10,9 @@ public struct ManifestConfiguration: Sendable, Equatable {
     /// small; production sizing waits for the segmented node-pool storage.
     public var tablesMax: Int
 
-    public static let levelCountProduction = 7
-    public static let growthFactorProduction = 8
-
-    public init(levelCount: Int = levelCountProduction, growthFactor: Int = growthFactorProduction, tablesMax: Int) {
+    public init(
+        levelCount: Int = Constants.lsmLevels, growthFactor: Int = Constants.lsmGrowthFactor, tablesMax: Int
+    ) {
         precondition(levelCount >= 1, "a tree has a level")
         precondition(levelCount <= Int(UInt8.max), "a level fits the u8 of a TableInfo")
         precondition(growthFactor >= 2, "levels grow")
