@@ -8,6 +8,7 @@ import LedgerKit
 // ## Schedule (beat = one `compact(op:)`, bar = `compactionOps` beats, half-bar = half of it)
 //
 //   every beat           the mutable memtable sorts the puts since the last beat into a run.
+//   1st half beats       the immutable memtable merges its runs, a paced step per beat.
 //   beat 0 (1st half)    plan: for even levels A (0, 2, 4, …) holding at least
 //                        `tableCountMax(A)` visible tables, a job A → A+1.
 //   beat h (2nd half)    plan: the immutable memtable → 0 (merged with the level-0 tables it
@@ -15,7 +16,8 @@ import LedgerKit
 //   last beat of a half  apply every job's manifest change (outputs `snapshotMin = S`, inputs
 //                        retired and removed, moves), release input blocks, forfeit the
 //                        reservations; S = the op after the half-bar's last beat.
-//   last beat of a bar   (after the above) the mutable memtable becomes immutable (swap).
+//   last beat of a bar   (after the above) the mutable memtable becomes immutable (swap): its
+//                        runs are kept, merged into one over the next first half-bar.
 //
 // A level compacts when it is *at* its limit rather than over it: it loses a table in one
 // half-bar and gains at most one (a flush or compaction output: every output table but the
@@ -195,7 +197,8 @@ public final class Tree<Value: TreeValue, S: Storage> {
         return .notInMemory
     }
 
-    /// Values in the memtables (the mutable one's count includes duplicates of the current beat).
+    /// Values in the memtables (the mutable one's count includes duplicates of the current beat,
+    /// the immutable one's keys in several runs until its merge ends).
     public var memtableCounts: (mutable: Int, immutable: Int) { (mutable.count, immutable.count) }
 
     // MARK: Manifest events
@@ -221,6 +224,7 @@ public final class Tree<Value: TreeValue, S: Storage> {
         let half = configuration.halfBarBeats
         let beat = Int(op % ops)
         mutable.sortSuffix()
+        stepImmutableMerge(beat: beat)
         beatOp = op
         beatCallback = callback
         if fault == nil && beat % half == 0 { startHalfBar(op: op, isFirstHalf: beat == 0) }
@@ -248,6 +252,17 @@ public final class Tree<Value: TreeValue, S: Storage> {
         callback()
     }
 
+    /// The immutable memtable's merge, paced over the first half-bar: beat b of h merges
+    /// ⌈remaining / (h − b)⌉ run values (≤ a bar / h ≈ 2 beats' worth), so it is done before
+    /// the second half-bar plans its flush. Depends only on the beat and the memtable, so a
+    /// replayed beat does the same.
+    func stepImmutableMerge(beat: Int) {
+        guard immutable.isImmutable && !immutable.isMerged else { return }
+        let beatsLeft = max(1, configuration.halfBarBeats - beat)
+        let remaining = immutable.mergeInputsRemaining
+        immutable.mergeStep(inputsMax: (remaining + beatsLeft - 1) / beatsLeft)
+    }
+
     func swapMemtables() {
         precondition(!immutable.isImmutable, "the immutable memtable was flushed during the bar")
         precondition(immutable.count == 0, "the immutable memtable was flushed during the bar")
@@ -267,6 +282,8 @@ public final class Tree<Value: TreeValue, S: Storage> {
         isHalfBarActive = true
         let latest = TableInfo.snapshotLatest
         if !isFirstHalf && immutable.isImmutable && immutable.count > 0 {
+            // A no-op: the first half-bar's beats merged it (`stepImmutableMerge`).
+            immutable.finishMerge()
             let values = immutable.values
             let keyMin = values[0].key
             let keyMax = values[values.count - 1].key

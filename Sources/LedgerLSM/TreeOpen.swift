@@ -60,6 +60,7 @@ extension Tree {
         beatOpLast = op
         mutable.sortSuffix()
         let ops = UInt64(configuration.compactionOps)
+        stepImmutableMerge(beat: Int(op % ops))
         if op % ops == ops - 1 && fault == nil { swapMemtables() }
     }
 

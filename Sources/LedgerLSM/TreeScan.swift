@@ -20,8 +20,8 @@ import LedgerKit
 // IO (a beat's end swaps them, flushes the immutable one, the next batch puts into the mutable
 // one), so the scan copies what it needs of them into its context when it starts: the mutable
 // memtable is first brought to "runs only" (`sortSuffix`, what every beat does: its contents
-// stay the same), then its runs and the immutable memtable (one sorted run) are merged, newest
-// wins, tombstones kept (they hide older values in the levels), in the scan's direction. The
+// stay the same), then the immutable memtable's runs (one once its paced merge ends) and the
+// mutable one's are merged, newest wins, tombstones kept (they hide older values in the levels), in the scan's direction. The
 // copy stops after `limit` live values: the scan's first `limit` results cannot lie beyond
 // them (levels only add keys). So a small-limit scan copies little; a wide one copies at most
 // both memtables' values in range. (A lazy merge of the runs, refilled like a level source,
@@ -89,7 +89,8 @@ final class TreeScanContext<Value: TreeValue> {
     /// next position and end (exclusive, in the scan's direction), while merging the runs.
     let runCursors: UnsafeMutablePointer<Int>
     let runEnds: UnsafeMutablePointer<Int>
-    /// Runs merged at most: the mutable memtable's `runsMax` and the immutable one.
+    /// Runs merged at most: both memtables' `runsMax` (the immutable one keeps its runs until
+    /// its merge, paced over a half-bar, ends).
     let runsMax: Int
 
     // Per level.
@@ -114,10 +115,10 @@ final class TreeScanContext<Value: TreeValue> {
     init(levelCount: Int, blockSize: Int, memtableCapacity: Int, runsMax: Int) {
         self.blockSize = blockSize
         memtableValuesMax = 2 * memtableCapacity
-        self.runsMax = runsMax + 1
+        self.runsMax = 2 * runsMax
         memtableValues = .allocate(capacity: memtableValuesMax)
-        runCursors = .allocate(capacity: runsMax + 1)
-        runEnds = .allocate(capacity: runsMax + 1)
+        runCursors = .allocate(capacity: 2 * runsMax)
+        runEnds = .allocate(capacity: 2 * runsMax)
         tables = Array(repeating: nil, count: levelCount)
         indexBlocks = Array(repeating: nil, count: levelCount)
         entryNext = Array(repeating: 0, count: levelCount)
@@ -239,15 +240,20 @@ extension Tree {
 
     // MARK: Memtables
 
-    /// Memtable run `run` of the merge: 0 is the immutable memtable (empty when it is not
-    /// immutable: flushed and reset), then the mutable memtable's runs, oldest first.
-    private func scanMemtableRun(_ run: Int) -> UnsafeBufferPointer<Value> {
-        if run > 0 { return mutable.run(run - 1) }
+    /// Runs of the immutable memtable in the scan's merge: its runs (one once merged, none
+    /// when it is not immutable: flushed and reset).
+    private var scanImmutableRunCount: Int {
         guard immutable.isImmutable else {
             precondition(immutable.count == 0, "a mutable second memtable is empty (reset after its flush)")
-            return UnsafeBufferPointer(start: nil, count: 0)
+            return 0
         }
-        return immutable.values
+        return immutable.runCount
+    }
+
+    /// Memtable run `run` of the merge: the immutable memtable's runs (`immutableRuns` of
+    /// them), then the mutable memtable's, each oldest first.
+    private func scanMemtableRun(_ run: Int, immutableRuns: Int) -> UnsafeBufferPointer<Value> {
+        run < immutableRuns ? immutable.run(run) : mutable.run(run - immutableRuns)
     }
 
     /// Copies the memtables' newest value (tombstones included) of each key in range into the
@@ -260,11 +266,12 @@ extension Tree {
         // Runs only (what a beat does first): the contents stay the same, lookups and the
         // next beat are unaffected.
         mutable.sortSuffix()
-        let runCount = mutable.runCount + 1
+        let immutableRuns = scanImmutableRunCount
+        let runCount = mutable.runCount + immutableRuns
         precondition(runCount <= context.runsMax, "a memtable keeps at most runsMax runs")
         let ascending = context.direction == .ascending
         for run in 0..<runCount {
-            let values = scanMemtableRun(run)
+            let values = scanMemtableRun(run, immutableRuns: immutableRuns)
             let low = ValueBlock<Value>.lowerBound(values, keyMin)
             let high = max(low, Self.scanUpperBound(values, keyMax))
             context.runCursors[run] = ascending ? low : high - 1
@@ -279,7 +286,7 @@ extension Tree {
             var best = -1
             var bestValue: Value? = nil
             for run in 0..<runCount where context.runCursors[run] != context.runEnds[run] {
-                let value = scanMemtableRun(run)[context.runCursors[run]]
+                let value = scanMemtableRun(run, immutableRuns: immutableRuns)[context.runCursors[run]]
                 // On equal keys the later (newer) run wins.
                 if let current = bestValue, context.precedes(current.key, value.key) { continue }
                 best = run
@@ -291,7 +298,7 @@ extension Tree {
             out += 1
             if !value.isTombstone { live += 1 }
             for run in 0..<runCount where context.runCursors[run] != context.runEnds[run]
-                && scanMemtableRun(run)[context.runCursors[run]].key == value.key
+                && scanMemtableRun(run, immutableRuns: immutableRuns)[context.runCursors[run]].key == value.key
             {
                 context.runCursors[run] += step
             }

@@ -1,3 +1,4 @@
+import LedgerIO
 import LedgerKit
 import LedgerLSM
 import Testing
@@ -46,6 +47,21 @@ import Testing
         checkGets(20)
         table.makeImmutable()
         #expect(table.isImmutable)
+        #expect(table.runCount <= runsMax, "seed \(seed): makeImmutable keeps the runs")
+        // The merge in random bounded steps, lookups answering from the runs in between.
+        var steps = 0
+        while !table.isMerged {
+            let remaining = table.mergeInputsRemaining
+            let step = prng.int(in: 1...max(1, remaining / 3))
+            table.mergeStep(inputsMax: step)
+            #expect(table.mergeInputsRemaining == remaining - min(step, remaining), "seed \(seed): a step merges its quota")
+            checkGets(5)
+            steps += 1
+            if steps > table.capacity + 1 { break }
+        }
+        #expect(table.isMerged, "seed \(seed)")
+        #expect(table.mergeInputsRemaining == 0)
+        table.finishMerge()
         let expected = model.keys.sorted().map { model[$0]! }
         let values = table.values
         #expect(values.count == expected.count, "seed \(seed)")
@@ -92,8 +108,73 @@ import Testing
         #expect(table.get(4)?.isTombstone == true, "a newer run shadows an older one")
         table.put(IdTreeValue(id: 4, timestamp: 9))
         table.makeImmutable()
+        #expect(!table.isMerged, "three runs to merge")
+        #expect(table.get(4)?.timestamp == 9, "the runs answer before the merge")
+        table.mergeStep(inputsMax: 1)
+        #expect(table.get(4)?.timestamp == 9, "and during it")
+        #expect(table.get(5)?.timestamp == 4)
+        table.finishMerge()
+        #expect(table.isMerged)
         #expect(table.values.map(\.timestamp) == [9, 4])
         #expect(table.get(6) == nil)
+    }
+
+    /// Equal keys across many runs: the newest run's value wins, tombstones included, and the
+    /// merge keeps each key once whatever the step sizes.
+    @Test(arguments: [1, 2, 7, 1000])
+    func newestRunWinsInTheMerge(step: Int) {
+        let table = Memtable<IdTreeValue>(capacity: 200, runsMax: 32)
+        for beat in 0..<20 {
+            for key in 0..<10 where (key + beat) % 3 != 0 {
+                var value = IdTreeValue(id: UInt128(key), timestamp: UInt64(beat * 100 + key))
+                if beat == 19 && key == 1 { value.flags = IdTreeValue.tombstoneFlag }
+                table.put(value)
+            }
+            table.sortSuffix()
+        }
+        table.makeImmutable()
+        #expect(table.runCount == 20, "the runs are kept")
+        #expect(table.mergeInputsRemaining == table.count)
+        while !table.isMerged { table.mergeStep(inputsMax: step) }
+        let values = table.values
+        #expect(values.map(\.id) == (0..<10).map { UInt128($0) })
+        for value in values {
+            let key = Int(value.id)
+            // The last beat that put `key`: (key + beat) % 3 != 0.
+            let beat = (0..<20).last { (key + $0) % 3 != 0 }!
+            #expect(value.timestamp == UInt64(beat * 100 + key), "key \(key)")
+            #expect(value.isTombstone == (key == 1 && beat == 19), "key \(key)")
+        }
+        #expect(table.runCount == 1)
+    }
+
+    /// A tree swaps in the immutable memtable with its runs unmerged (no whole-bar merge in the
+    /// bar's last beat) and merges it over the next first half-bar, lookups right all along;
+    /// the flush then writes each key once.
+    @Test func treeMergesTheImmutableMemtableOverTheFirstHalfBar() {
+        let configuration = TreeHarness<TreeTestObject>.configuration(
+            valuesPerBeatMax: 60, compactionOps: 8, growthFactor: 64)
+        let harness = TreeHarness<TreeTestObject>(storageSeed: 5, configuration: configuration)
+        // Ops 1…7 (op 7 is the bar's last beat): the same 60 keys every beat, newer versions.
+        for op in UInt64(1)...7 {
+            for key in UInt64(0)..<60 { harness.put(TreeTestObject(id: key, version: op)) }
+            #expect(harness.commit())
+        }
+        #expect(harness.tree.memtableCounts.immutable == 7 * 60, "the swap kept the 7 runs")
+        // Ops 8…11: the first half-bar, a quarter of the merge each.
+        for op in UInt64(8)...11 {
+            #expect(harness.commit())
+            let merged = op == 11
+            #expect(harness.tree.memtableCounts.immutable == (merged ? 60 : 7 * 60), "op \(op)")
+            for key in UInt64(0)..<60 where key % 7 == op % 7 {
+                #expect(harness.check(key) == nil, "op \(op) key \(key)")
+            }
+        }
+        for _ in 12...15 { #expect(harness.commit()) }
+        #expect(harness.tree.memtableCounts.immutable == 0, "flushed")
+        let inserted = harness.events.filter { $0.event == .insert }
+        #expect(inserted.map { Int($0.valueCount) } == [60], "one table, each key once")
+        for key in UInt64(0)..<60 { #expect(harness.check(key) == nil, "key \(key)") }
     }
 
     @Test func fillsToCapacity() {
@@ -105,6 +186,7 @@ import Testing
         }
         #expect(table.isFull)
         table.makeImmutable()
+        table.finishMerge()
         #expect(table.values.count == 100)
         #expect(table.values.first?.id == 901)
         #expect(table.values.last?.id == 1000)
