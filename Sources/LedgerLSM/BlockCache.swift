@@ -16,9 +16,7 @@ import LedgerKit
 
 public final class BlockCache {
     /// Ways per set.
-    public static let ways = 16
-    /// Largest CLOCK count (2 bits).
-    static let countMax: UInt32 = 3
+    public static let ways = ClockSets.ways
 
     /// Blocks the cache holds.
     public let capacityBlocks: Int
@@ -29,10 +27,8 @@ public final class BlockCache {
     private let addresses: UnsafeMutableBufferPointer<UInt64>
     /// A 16-bit hash of each slot's address, compared before the address.
     private let tags: UnsafeMutableBufferPointer<UInt16>
-    /// Per set: the 2-bit CLOCK count of each way, way `w` at bits `2w…2w+1`.
-    private let counts: UnsafeMutableBufferPointer<UInt32>
-    /// Per set: the way the CLOCK hand points at.
-    private let hands: UnsafeMutableBufferPointer<UInt8>
+    /// Per set: the CLOCK use counts and hand.
+    private let clock: ClockSets
     /// `capacityBlocks × blockSize` bytes; slot `s` at `s × blockSize`.
     private let blocks: UnsafeMutableBufferPointer<UInt8>
 
@@ -43,22 +39,19 @@ public final class BlockCache {
         precondition(capacityBlocks > 0, "a cache holds at least one set")
         precondition(capacityBlocks % Self.ways == 0, "the capacity is whole sets of 16 ways")
         precondition(blockSize > 0, "blocks hold bytes")
-        precondition(Self.ways * 2 == UInt32.bitWidth, "a set's counts fill one u32")
         self.capacityBlocks = capacityBlocks
         self.blockSize = blockSize
         setCount = capacityBlocks / Self.ways
         addresses = LargeAllocation.allocate(UInt64.self, capacity: capacityBlocks)
         tags = LargeAllocation.allocate(UInt16.self, capacity: capacityBlocks)
-        counts = LargeAllocation.allocate(UInt32.self, capacity: setCount)
-        hands = LargeAllocation.allocate(UInt8.self, capacity: setCount)
+        clock = ClockSets(setCount: setCount)
         blocks = LargeAllocation.allocate(UInt8.self, capacity: capacityBlocks * blockSize)
     }
 
     deinit {
         LargeAllocation.deallocate(addresses)
         LargeAllocation.deallocate(tags)
-        LargeAllocation.deallocate(counts)
-        LargeAllocation.deallocate(hands)
+        clock.deallocate()
         LargeAllocation.deallocate(blocks)
     }
 
@@ -67,7 +60,7 @@ public final class BlockCache {
         precondition(address != 0, "address 0 is null")
         let (set, tag) = placement(of: address)
         guard let way = find(address, tag: tag, set: set) else { return nil }
-        raiseCount(set: set, way: way)
+        clock.raise(set: set, way: way)
         return set * Self.ways + way
     }
 
@@ -84,15 +77,15 @@ public final class BlockCache {
         precondition(address != 0, "address 0 is null")
         let (set, tag) = placement(of: address)
         if let way = find(address, tag: tag, set: set) {
-            raiseCount(set: set, way: way)
+            clock.raise(set: set, way: way)
             return set * Self.ways + way
         }
-        let way = evictWay(set: set)
+        let way = clock.evictWay(set: set)
         let slot = set * Self.ways + way
         if addresses[slot] == 0 { count += 1 }
         addresses[slot] = address
         tags[slot] = tag
-        storeCount(set: set, way: way, 1)
+        clock.store(set: set, way: way, 1)
         return slot
     }
 
@@ -105,7 +98,7 @@ public final class BlockCache {
         let slot = set * Self.ways + way
         addresses[slot] = 0
         tags[slot] = 0
-        storeCount(set: set, way: way, 0)
+        clock.store(set: set, way: way, 0)
         count -= 1
         return true
     }
@@ -154,34 +147,4 @@ public final class BlockCache {
         return nil
     }
 
-    private func countOf(set: Int, way: Int) -> UInt32 {
-        (counts[set] >> UInt32(2 * way)) & Self.countMax
-    }
-
-    private func storeCount(set: Int, way: Int, _ value: UInt32) {
-        precondition(value <= Self.countMax, "a CLOCK count fits two bits")
-        let shift = UInt32(2 * way)
-        counts[set] = (counts[set] & ~(Self.countMax << shift)) | (value << shift)
-    }
-
-    private func raiseCount(set: Int, way: Int) {
-        let current = countOf(set: set, way: way)
-        if current < Self.countMax { storeCount(set: set, way: way, current + 1) }
-    }
-
-    /// Sweeps the set's hand to the first way with count zero, decrementing the others; leaves
-    /// the hand after it. Every count drops by one per sweep, so at most `countMax + 1` sweeps.
-    private func evictWay(set: Int) -> Int {
-        var way = Int(hands[set])
-        for _ in 0..<(Self.ways * (Int(Self.countMax) + 1)) {
-            let current = countOf(set: set, way: way)
-            if current == 0 {
-                hands[set] = UInt8((way + 1) % Self.ways)
-                return way
-            }
-            storeCount(set: set, way: way, current - 1)
-            way = (way + 1) % Self.ways
-        }
-        preconditionFailure("a CLOCK sweep finds a zero count within countMax + 1 turns")
-    }
 }

@@ -46,9 +46,8 @@ public final class CacheMap<Value: TreeValue> {
     public typealias Key = Value.Key
 
     /// Ways per set.
-    public static var ways: Int { 16 }
+    public static var ways: Int { ClockSets.ways }
     /// Largest CLOCK count (2 bits).
-    static var countMax: UInt32 { 3 }
 
     /// Values the cache holds (0: stash only).
     public let cacheCapacity: Int
@@ -64,9 +63,7 @@ public final class CacheMap<Value: TreeValue> {
     /// Per set: bit `way` set when the way holds a value.
     private let cacheOccupied: UnsafeMutableBufferPointer<UInt16>
     /// Per set: the 2-bit CLOCK count of each way, way `w` at bits `2w…2w+1`.
-    private let cacheCounts: UnsafeMutableBufferPointer<UInt32>
-    /// Per set: the way the CLOCK hand points at.
-    private let cacheHands: UnsafeMutableBufferPointer<UInt8>
+    private let clock: ClockSets
 
     // Stash: a power-of-two table, `stashMask` = slots - 1.
     private let stashValues: UnsafeMutableBufferPointer<Value>
@@ -100,23 +97,19 @@ public final class CacheMap<Value: TreeValue> {
         precondition(cacheCapacity >= 0, "a cache capacity is a count of values")
         precondition(cacheCapacity % Self.ways == 0, "the cache capacity is whole sets of 16 ways")
         precondition(stashCapacity > 0, "the stash holds at least one batch's values")
-        precondition(Self.ways * 2 == UInt32.bitWidth, "a set's counts fill one u32")
         precondition(Self.ways == UInt16.bitWidth, "a set's occupancy fills one u16")
         self.cacheCapacity = cacheCapacity
         self.stashCapacity = stashCapacity
         setCount = cacheCapacity / Self.ways
+        clock = ClockSets(setCount: setCount)
         if cacheCapacity > 0 {
             cacheValues = LargeAllocation.allocate(Value.self, capacity: cacheCapacity)
             cacheTags = LargeAllocation.allocate(UInt16.self, capacity: cacheCapacity)
             cacheOccupied = LargeAllocation.allocate(UInt16.self, capacity: setCount)
-            cacheCounts = LargeAllocation.allocate(UInt32.self, capacity: setCount)
-            cacheHands = LargeAllocation.allocate(UInt8.self, capacity: setCount)
         } else {
             cacheValues = UnsafeMutableBufferPointer(start: nil, count: 0)
             cacheTags = UnsafeMutableBufferPointer(start: nil, count: 0)
             cacheOccupied = UnsafeMutableBufferPointer(start: nil, count: 0)
-            cacheCounts = UnsafeMutableBufferPointer(start: nil, count: 0)
-            cacheHands = UnsafeMutableBufferPointer(start: nil, count: 0)
         }
         var stashSlots = 2
         while stashSlots < 2 * stashCapacity { stashSlots *= 2 }
@@ -133,9 +126,8 @@ public final class CacheMap<Value: TreeValue> {
             LargeAllocation.deallocate(cacheValues)
             LargeAllocation.deallocate(cacheTags)
             LargeAllocation.deallocate(cacheOccupied)
-            LargeAllocation.deallocate(cacheCounts)
-            LargeAllocation.deallocate(cacheHands)
         }
+        clock.deallocate()
         LargeAllocation.deallocate(stashValues)
         LargeAllocation.deallocate(stashUsed)
         LargeAllocation.deallocate(undoValues)
@@ -259,7 +251,7 @@ public final class CacheMap<Value: TreeValue> {
             let (set, tag) = placement(hash)
             if let way = cacheFind(key, set: set, tag: tag) {
                 if countingUse {
-                    raiseCount(set: set, way: way)
+                    clock.raise(set: set, way: way)
                     hitsCache += 1
                 }
                 return .cache(set * Self.ways + way)
@@ -283,7 +275,7 @@ public final class CacheMap<Value: TreeValue> {
             let slot = set * Self.ways + way
             let previous = cacheValues[slot]
             cacheValues[slot] = value
-            raiseCount(set: set, way: way)
+            clock.raise(set: set, way: way)
             return previous
         }
         // Take the key out of the stash before a possible eviction into it: the stash never
@@ -303,7 +295,7 @@ public final class CacheMap<Value: TreeValue> {
         }
         cacheValues[slot] = value
         cacheTags[slot] = tag
-        storeCount(set: set, way: way, 1)
+        clock.store(set: set, way: way, 1)
         return previous
     }
 
@@ -315,7 +307,7 @@ public final class CacheMap<Value: TreeValue> {
             if let way = cacheFind(key, set: set, tag: tag) {
                 let slot = set * Self.ways + way
                 cacheOccupied[set] &= ~(UInt16(1) << UInt16(way))
-                storeCount(set: set, way: way, 0)
+                clock.store(set: set, way: way, 0)
                 cacheCount -= 1
                 return cacheValues[slot]
             }
@@ -393,36 +385,10 @@ public final class CacheMap<Value: TreeValue> {
         return (~occupied).trailingZeroBitCount
     }
 
-    private func countOf(set: Int, way: Int) -> UInt32 {
-        (cacheCounts[set] >> UInt32(2 * way)) & Self.countMax
-    }
-
-    private func storeCount(set: Int, way: Int, _ value: UInt32) {
-        precondition(value <= Self.countMax, "a CLOCK count fits two bits")
-        let shift = UInt32(2 * way)
-        cacheCounts[set] = (cacheCounts[set] & ~(Self.countMax << shift)) | (value << shift)
-    }
-
-    private func raiseCount(set: Int, way: Int) {
-        let current = countOf(set: set, way: way)
-        if current < Self.countMax { storeCount(set: set, way: way, current + 1) }
-    }
-
-    /// Sweeps the full set's hand to the first way with count zero, decrementing the others;
-    /// leaves the hand after it. Each sweep lowers every count, so at most `countMax + 1` sweeps.
+    /// CLOCK eviction from a full set.
     private func evictWay(set: Int) -> Int {
         precondition(cacheOccupied[set] == UInt16.max, "CLOCK evicts only from a full set")
-        var way = Int(cacheHands[set])
-        for _ in 0..<(Self.ways * (Int(Self.countMax) + 1)) {
-            let current = countOf(set: set, way: way)
-            if current == 0 {
-                cacheHands[set] = UInt8((way + 1) % Self.ways)
-                return way
-            }
-            storeCount(set: set, way: way, current - 1)
-            way = (way + 1) % Self.ways
-        }
-        preconditionFailure("a CLOCK sweep finds a zero count within countMax + 1 turns")
+        return clock.evictWay(set: set)
     }
 
     // MARK: Internals: the stash
