@@ -65,9 +65,7 @@ final class GrooveNode {
 
 /// Drives the accounts groove batch by batch against a model, with crashes and restarts from the
 /// last durable checkpoint (replaying the batches after it).
-final class GrooveHarness {
-    let layout = DataFileLayout(.testing)
-    let storage: SimulatedStorage
+final class GrooveHarness: ForestRunHarness {
     let configuration: GrooveConfiguration
     var node: GrooveNode
     let wal: [GrooveBatch]
@@ -75,25 +73,14 @@ final class GrooveHarness {
     var modelOp: UInt64 = 0
     /// What each op's gets answered when it first ran (replays must answer the same).
     var expectedGets: [UInt64: [(UInt128, Account?)]] = [:]
-    var committedOp: UInt64 = 0
-    var highestCommittedOp: UInt64 = 0
-    var superblock = ForestCheckpoint.formatted
-    var checkpoints: [UInt64: ForestCheckpoint] = [:]
-    var durableAtOp: UInt64?
-    let durableDelay: UInt64
-    var crashes = 0
     var getsChecked = 0
-    var failure: String?
 
     init(storageSeed: UInt64, wal: [GrooveBatch], configuration: GrooveConfiguration) {
-        var options = SimulatedStorage.Options()
-        options.readLatencyTicks = 1...8
-        options.writeLatencyTicks = 1...8
-        storage = SimulatedStorage(layout: layout, seed: storageSeed, options: options)
+        let storage = ForestRunHarness.makeStorage(seed: storageSeed)
         self.configuration = configuration
         node = GrooveNode(storage: storage, configuration: configuration)
-        durableDelay = UInt64(layout.configuration.pipelinePrepareQueueMax) + 1
         self.wal = wal
+        super.init(storage: storage)
     }
 
     static let insertsMax = 6
@@ -141,12 +128,8 @@ final class GrooveHarness {
     /// Prefetches, checks and applies op `op`'s batch, then runs its beat; crashes after
     /// `crashTicks` ticks of the beat if given (false: crashed or failed).
     func commit(_ op: UInt64, crashTicks: Int? = nil) -> Bool {
-        precondition(op == committedOp + 1, "ops commit in order")
+        beginOp(op, forest: node.forest)
         let batch = wal[Int(op - 1)]
-        if durableAtOp == op {
-            node.forest.checkpointDurable()
-            durableAtOp = nil
-        }
         let groove = node.groove
         groove.prefetchStart()
         for id in batch.enqueue { groove.prefetchEnqueue(id: id) }
@@ -184,33 +167,7 @@ final class GrooveHarness {
             }
             groove.update(old: old, new: update.apply(to: old))
         }
-        var result: Result<ForestCheckpoint?, ForestFault>?
-        node.forest.compact(op: op) { result = $0 }
-        if let crashTicks {
-            _ = storage.run(until: { result != nil }, tickLimit: crashTicks)
-            if result == nil {
-                storage.crash()
-                crashes += 1
-                return false
-            }
-        }
-        guard storage.run(until: { result != nil }) else {
-            failure = "op \(op): the beat never finished"
-            return false
-        }
-        switch result! {
-        case .failure(let fault):
-            failure = "op \(op): forest fault \(fault)"
-            return false
-        case .success(let checkpoint):
-            if let checkpoint {
-                superblock = checkpoint
-                checkpoints[checkpoint.op] = checkpoint
-                durableAtOp = op + durableDelay
-            }
-        }
-        committedOp = op
-        highestCommittedOp = max(highestCommittedOp, op)
+        guard runBeat(op, forest: node.forest, crashTicks: crashTicks) else { return false }
         if op > modelOp {
             for account in batch.inserts { model[account.id] = account }
             for update in batch.updates { model[update.id] = update.apply(to: model[update.id]!) }
@@ -223,18 +180,7 @@ final class GrooveHarness {
     /// batches up to the highest committed op.
     func restart() -> String? {
         node = GrooveNode(storage: storage, configuration: configuration)
-        var outcome: Result<Void, ForestOpenError>?
-        node.forest.open(checkpoint: superblock) { outcome = $0 }
-        guard storage.run(until: { outcome != nil }) else { return "open never finished" }
-        if case .failure(let error) = outcome! { return "open of checkpoint \(superblock.op) failed: \(error)" }
-        let trigger = superblock.op + UInt64(layout.configuration.lsmCompactionOps)
-        durableAtOp = superblock.op == 0 ? nil : trigger + durableDelay
-        committedOp = superblock.op
-        // Each turn replays one op: bounded by the WAL.
-        while committedOp < highestCommittedOp {
-            guard commit(committedOp + 1) else { return failure ?? "the replay crashed" }
-        }
-        return nil
+        return openAndReplay(forest: node.forest) { commit($0) }
     }
 
     /// Every model account through prefetch (in batches the groove accepts), plus a missing id.
