@@ -87,6 +87,11 @@ private func runTreeBenchmark<Value: TreeValue>(
         }
         beatLatencies.append(monotonicNs() - start)
     }
+    // Which beats of the bar are slow (op % compactionOps), to aim the pacing work.
+    let ops = layout.configuration.lsmCompactionOps
+    var slowest = Array(beatLatencies.enumerated()).sorted { $0.element > $1.element }.prefix(5)
+        .map { "op \($0.offset + 1) (beat \(($0.offset + 1) % ops)) \(formatFixed(Double($0.element) / 1e6, digits: 1)) ms" }
+    slowest = Array(slowest)
     let putSeconds = Double(monotonicNs() - begin) / 1e9
     let puts = Double(batches * Constants.batchEventsMax)
     beatLatencies.sort()
@@ -98,6 +103,7 @@ private func runTreeBenchmark<Value: TreeValue>(
     print("lsm \(name): \(formatFixed(puts / putSeconds / 1e6, digits: 2)) M puts/s; "
         + "beat (8189 puts + compaction) p50 \(percentile(0.5)) ms p99 \(percentile(0.99)) ms max \(percentile(1.0)) ms; "
         + "tables per level \(levels)")
+    print("lsm \(name): slowest beats: \(slowest.joined(separator: ", "))")
 
     // Random lookups of keys the tree holds, 16 in flight.
     let lookupCount = 50_000
