@@ -15,16 +15,8 @@ import LedgerVSR
 
 func runLSMBenchmark(directory: String, batches: Int) {
     let layout = DataFileLayout(.production)
-    let path = "\(directory)/ledger-benchmark-lsm-\(getpid()).ledger"
+    let path = createBenchmarkDataFile(directory: directory, name: "lsm", layout: layout)
     defer { _ = unlink(path) }
-    do {
-        _ = try DataFileFormatter.formatFile(
-            path: path, layout: layout,
-            options: .init(cluster: 1, replica: 0, replicaCount: 1, sizeBytes: layout.sizeMin))
-    } catch {
-        printError("ledger-benchmark: cannot create \(path): \(error)")
-        exit(1)
-    }
     print("lsm: \(batches) batches of 8189 values per tree, 512 KiB blocks, file \(path)")
     runTreeBenchmark(path: path, layout: layout, batches: batches, name: "object tree (transfers by timestamp)") {
         (op: UInt64, index: Int, prng: inout PRNG) -> Transfer in
@@ -42,17 +34,8 @@ private func runTreeBenchmark<Value: TreeValue>(
     path: String, layout: DataFileLayout, batches: Int, name: String,
     make: (UInt64, Int, inout PRNG) -> Value
 ) {
-    let file: DataFile
-    let io: IOUring
-    do {
-        file = try DataFile.open(path: path, layout: layout, mode: .readWrite)
-        io = try IOUring(entries: 256)
-    } catch {
-        printError("ledger-benchmark: cannot open \(path): \(error)")
-        exit(1)
-    }
+    let (file, io, storage) = openBenchmarkDataFile(path: path, layout: layout)
     defer { file.close() }
-    let storage = FileStorage(io: io, file: file)
     let configuration = TreeConfiguration(
         valuesPerBeatMax: Constants.batchEventsMax, compactionOps: layout.configuration.lsmCompactionOps,
         manifest: ManifestConfiguration(tablesMax: 1024), blockSize: layout.configuration.blockSize,

@@ -21,16 +21,8 @@ struct WALRoundResult {
 
 func runWALBenchmark(directory: String, prepareCount: Int, inFlight: Int, rounds: Int) {
     let layout = DataFileLayout(.production)
-    let path = "\(directory)/ledger-benchmark-wal-\(getpid()).ledger"
+    let path = createBenchmarkDataFile(directory: directory, name: "wal", layout: layout)
     defer { _ = unlink(path) }
-    do {
-        _ = try DataFileFormatter.formatFile(
-            path: path, layout: layout,
-            options: .init(cluster: 1, replica: 0, replicaCount: 1, sizeBytes: layout.sizeMin))
-    } catch {
-        printError("ledger-benchmark: cannot create \(path): \(error)")
-        exit(1)
-    }
     let megabytes = Double(prepareCount * Constants.messageSizeMax) / Double(1 << 20)
     print("wal: \(prepareCount) prepares of 1 MiB per round, \(rounds) rounds, file \(path)")
 
@@ -77,19 +69,12 @@ func runWALBenchmark(directory: String, prepareCount: Int, inFlight: Int, rounds
 
 /// Writes a fresh WAL (header ring and reserved slots) over whatever the plain loop left.
 private func reformatWAL(path: String, layout: DataFileLayout) {
-    do {
-        let file = try DataFile.open(path: path, layout: layout, mode: .readWrite)
-        defer { file.close() }
-        let io = try IOUring(entries: 256)
-        let storage = FileStorage(io: io, file: file)
-        var done = false
-        JournalFormatter.format(storage: storage, cluster: 1, release: Constants.release) { done = true }
-        guard io.run(until: { done }, timeoutNs: 60 * 1_000_000_000) else {
-            printError("ledger-benchmark: reformatting the WAL did not finish within 60 s")
-            exit(1)
-        }
-    } catch {
-        printError("ledger-benchmark: cannot reformat the WAL of \(path): \(error)")
+    let (file, io, storage) = openBenchmarkDataFile(path: path, layout: layout)
+    defer { file.close() }
+    var done = false
+    JournalFormatter.format(storage: storage, cluster: 1, release: Constants.release) { done = true }
+    guard io.run(until: { done }, timeoutNs: 60 * 1_000_000_000) else {
+        printError("ledger-benchmark: reformatting the WAL did not finish within 60 s")
         exit(1)
     }
 }
@@ -103,17 +88,8 @@ private func median(_ values: [Double]) -> Double {
 private func appendThroughJournal(
     path: String, layout: DataFileLayout, prepareCount: Int, inFlight: Int, replicaCount: Int
 ) -> WALRoundResult {
-    let file: DataFile
-    let io: IOUring
-    do {
-        file = try DataFile.open(path: path, layout: layout, mode: .readWrite)
-        io = try IOUring(entries: 256)
-    } catch {
-        printError("ledger-benchmark: cannot open \(path): \(error)")
-        exit(1)
-    }
+    let (file, io, storage) = openBenchmarkDataFile(path: path, layout: layout)
     defer { file.close() }
-    let storage = FileStorage(io: io, file: file)
     let journal = Journal(storage: storage, cluster: 1)
     var recovered = false
     journal.recover(opCheckpoint: 0, replicaCount: replicaCount) { result in
