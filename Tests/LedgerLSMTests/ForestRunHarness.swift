@@ -45,6 +45,26 @@ class ForestRunHarness {
         }
     }
 
+    /// Prefetches `ids` into `groove` for op `op` and runs the disk until it is done. Returns
+    /// false (with `failure`) if it never finished or reported a fault.
+    func prefetch<Object: GrooveObject>(
+        _ groove: Groove<Object, SimulatedStorage>, ids: [UInt128], op: UInt64
+    ) -> Bool {
+        groove.prefetchStart()
+        for id in ids { groove.prefetchEnqueue(id: id) }
+        var prefetched: Result<Void, GrooveFault>?
+        groove.prefetch { prefetched = $0 }
+        guard storage.run(until: { prefetched != nil }) else {
+            failure = "op \(op): the prefetch never finished"
+            return false
+        }
+        if case .failure(let fault) = prefetched! {
+            failure = "op \(op): prefetch fault \(fault)"
+            return false
+        }
+        return true
+    }
+
     /// Runs op `op`'s beat; crashes the disk after `crashTicks` ticks of it if given. Returns
     /// false if it crashed or failed (`failure` says why), true once the op is committed.
     func runBeat(_ op: UInt64, forest: Forest<SimulatedStorage>, crashTicks: Int?) -> Bool {

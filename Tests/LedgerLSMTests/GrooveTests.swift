@@ -131,18 +131,7 @@ final class GrooveHarness: ForestRunHarness {
         beginOp(op, forest: node.forest)
         let batch = wal[Int(op - 1)]
         let groove = node.groove
-        groove.prefetchStart()
-        for id in batch.enqueue { groove.prefetchEnqueue(id: id) }
-        var prefetched: Result<Void, GrooveFault>?
-        groove.prefetch { prefetched = $0 }
-        guard storage.run(until: { prefetched != nil }) else {
-            failure = "op \(op): the prefetch never finished"
-            return false
-        }
-        if case .failure(let fault) = prefetched! {
-            failure = "op \(op): prefetch fault \(fault)"
-            return false
-        }
+        guard prefetch(groove, ids: batch.enqueue, op: op) else { return false }
         let gets = batch.enqueue.map { ($0, groove.get(id: $0)) }
         if op > modelOp {
             for (id, got) in gets where got != model[id] {

@@ -150,18 +150,7 @@ final class TransferGrooveHarness: ForestRunHarness {
         beginOp(op, forest: node.forest)
         let batch = wal[Int(op - 1)]
         let groove = node.groove
-        groove.prefetchStart()
-        for id in batch.enqueue { groove.prefetchEnqueue(id: id) }
-        var prefetched: Result<Void, GrooveFault>?
-        groove.prefetch { prefetched = $0 }
-        guard storage.run(until: { prefetched != nil }) else {
-            failure = "op \(op): the prefetch never finished"
-            return false
-        }
-        if case .failure(let fault) = prefetched! {
-            failure = "op \(op): prefetch fault \(fault)"
-            return false
-        }
+        guard prefetch(groove, ids: batch.enqueue, op: op) else { return false }
         let gets = batch.enqueue.map {
             TransferGrooveGet(id: $0, transfer: groove.get(id: $0), isOrphaned: groove.isOrphaned(id: $0))
         }
