@@ -19,41 +19,6 @@ struct TransferGrooveGet: Equatable {
     var isOrphaned: Bool
 }
 
-/// The transfers groove's trees in a forest on one process's storage.
-final class TransferGrooveNode {
-    static func configuration(cacheCapacity: Int, changesPerBeatMax: Int, prefetchEntriesMax: Int) -> GrooveConfiguration {
-        GrooveConfiguration(
-            objectTreeId: TreeId.transfersObject.rawValue, idTreeId: TreeId.transfersId.rawValue,
-            indexTreeIds: GrooveIndex<Transfer>.transfers().map(\.treeId), changesPerBeatMax: changesPerBeatMax,
-            prefetchEntriesMax: prefetchEntriesMax, cacheCapacity: cacheCapacity,
-            compactionOps: DataFileLayout(.testing).configuration.lsmCompactionOps,
-            manifest: ManifestConfiguration(levelCount: 7, growthFactor: 4, tablesMax: 64),
-            blockSize: DataFileLayout(.testing).configuration.blockSize, lookupsMax: 4)
-    }
-
-    let forest: Forest<SimulatedStorage>
-    let groove: Groove<Transfer, SimulatedStorage>
-
-    init(storage: SimulatedStorage, configuration: GrooveConfiguration) {
-        forest = Forest(
-            storage: storage,
-            configuration: ForestConfiguration(trees: configuration.treeConfigurations, gridReadQueueMax: 128))
-        groove = Groove(
-            grid: forest.grid, freeSet: forest.freeSet, configuration: configuration,
-            indexes: GrooveIndex<Transfer>.transfers())
-        groove.registerTrees(in: forest)
-    }
-
-    /// Every tree's manifest, level by level, in registration order.
-    func manifests() -> [[TableInfo]] {
-        var result = groove.idTree.manifest.levelsTables()
-        for position in groove.indexes.indices {
-            if let tree = groove.indexTrees64[position] { result += tree.manifest.levelsTables() }
-            if let tree = groove.indexTrees128[position] { result += tree.manifest.levelsTables() }
-        }
-        return result + groove.objectTree.manifest.levelsTables()
-    }
-}
 
 /// Drives the transfers groove batch by batch against a model (insert only, plus orphaned ids),
 /// with crashes and restarts from the last durable checkpoint (replaying the batches after it).
