@@ -45,6 +45,11 @@ class ForestRunHarness {
         }
     }
 
+    /// The whole grid zone, to compare two runs byte for byte.
+    func gridBytes() -> [UInt8] {
+        Array(storage.bytes(zone: .grid, offset: 0, count: Int(layout.size(of: .grid))))
+    }
+
     /// Prefetches `ids` into `groove` for op `op` and runs the disk until it is done. Returns
     /// false (with `failure`) if it never finished or reported a fault.
     func prefetch<Object: GrooveObject>(

@@ -217,10 +217,6 @@ final class GrooveHarness: ForestRunHarness {
         }
         return (nil, compared)
     }
-
-    func gridBytes() -> [UInt8] {
-        Array(storage.bytes(zone: .grid, offset: 0, count: Int(layout.size(of: .grid))))
-    }
 }
 
 @Suite struct GrooveTests {
