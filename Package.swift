@@ -46,13 +46,14 @@ let package = Package(
         .target(
             name: "LedgerIO", dependencies: ["LedgerKit", "CURing", "CPlatform"],
             swiftSettings: coreSwiftSettings),
-        // The LSM forest: grid, free set, block cache, tables, trees, grooves.
+        // The LSM forest: grid, free set, block cache, tables, trees, grooves, and the state
+        // machine's store on the forest (`ForestStore: LedgerStore`, hence LedgerStateMachine).
         .target(
-            name: "LedgerLSM", dependencies: ["LedgerKit", "LedgerIO"],
+            name: "LedgerLSM", dependencies: ["LedgerKit", "LedgerIO", "LedgerStateMachine"],
             swiftSettings: coreSwiftSettings),
         // Consensus and its storage: superblock, journal (WAL), format; later the replica.
         .target(
-            name: "LedgerVSR", dependencies: ["LedgerKit", "LedgerIO"],
+            name: "LedgerVSR", dependencies: ["LedgerKit", "LedgerIO", "LedgerStateMachine", "LedgerLSM"],
             swiftSettings: coreSwiftSettings),
         // Simulated IO with faults, for tests and the simulator.
         .target(
@@ -95,10 +96,12 @@ let package = Package(
             name: "LedgerStateMachineTests", dependencies: ["LedgerStateMachine", "LedgerKit"]),
         .testTarget(name: "LedgerTestingTests", dependencies: ["LedgerTesting", "LedgerIO", "LedgerKit"]),
         .testTarget(
-            name: "LedgerLSMTests", dependencies: ["LedgerLSM", "LedgerIO", "LedgerKit", "LedgerTesting"]),
+            name: "LedgerLSMTests",
+            dependencies: ["LedgerLSM", "LedgerStateMachine", "LedgerIO", "LedgerKit", "LedgerTesting"]),
         .testTarget(name: "LedgerIOTests", dependencies: ["LedgerIO", "LedgerKit", "CPlatform"]),
         .testTarget(
-            name: "LedgerVSRTests", dependencies: ["LedgerVSR", "LedgerIO", "LedgerKit", "LedgerTesting"]),
+            name: "LedgerVSRTests",
+            dependencies: ["LedgerVSR", "LedgerLSM", "LedgerStateMachine", "LedgerIO", "LedgerKit", "LedgerTesting"]),
         // Runs the built ledger-format and ledger-inspect binaries on files and loop devices.
         .testTarget(
             name: "ToolTests", dependencies: ["LedgerVSR", "LedgerLSM", "LedgerIO", "LedgerKit"]),

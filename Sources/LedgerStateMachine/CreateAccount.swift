@@ -41,7 +41,7 @@ extension StateMachine {
 
         let imported = a.flags.contains(.imported)
         if imported {
-            if store.accountCount > 0 && a.timestamp <= store.accountTimestampMax {
+            if store.accountTimestampMax > 0 && a.timestamp <= store.accountTimestampMax {
                 return (.importedEventTimestampMustNotRegress, 0)
             }
             if store.transferExists(timestamp: a.timestamp) {

@@ -108,7 +108,7 @@ extension StateMachine {
                     }
                 }
                 if isTransient(status) {
-                    store.insertFailedTransfer(id: event.id)
+                    store.insertFailedTransfer(id: event.id, timestamp: slotTimestamp)
                 }
             }
             results[index] = Result(timestamp: resultTimestamp, status: status)

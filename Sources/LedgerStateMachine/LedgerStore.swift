@@ -7,8 +7,9 @@ import LedgerKit
 ///
 /// Phases (ARCHITECTURE.md): during *prefetch* the state machine names every object a batch may
 /// touch (`prefetch…`); a store with slow storage loads them then, so that during *execute*
-/// every accessor below is a synchronous in-memory lookup. *Commit* (`commit(op:)`) is where a
-/// store does its per-batch background work (compaction beat).
+/// every accessor below is a synchronous in-memory lookup. After execute, the host runs the
+/// concrete store's per-op work (the forest's compaction beat): it is not part of this
+/// interface because only the host, not the state machine, drives it.
 ///
 /// Handles (`Int`) returned by `accountIndex`/`transferIndex` stay valid until the next
 /// insertion or scope close; the state machine never keeps one across events.
@@ -17,16 +18,42 @@ import LedgerKit
 /// change made since (accounts, transfers, pending statuses, expiry schedule, account events).
 /// Failed transfer ids are *not* covered: they are recorded after the rollback and persist.
 public protocol LedgerStore: AnyObject {
-    // MARK: Prefetch
+    // MARK: Prefetch (docs/lsm.md "The state machine on the forest")
+    //
+    // `StateMachine.prefetch` names everything an operation may read, then calls
+    // `prefetchFinish`; `execute` starts once its callback ran. A store whose data is resident
+    // (`MemoryStore`) ignores the names and calls back at once; the forest loads them from disk.
+    // Scans (queries, account events, the expiry schedule) run here too: the store keeps their
+    // results, and the execute-time `scan…`/`expiryFirst` calls, made with the same arguments
+    // in the same order, read them.
 
-    /// Starts naming the objects of one batch.
+    /// What stops a prefetch: the store's storage failed in a way only repair can fix.
+    associatedtype PrefetchFault: Error
+
+    /// Starts naming the objects of one operation.
     func prefetchStart()
     func prefetchAccount(id: UInt128)
-    /// A transfer by id, and — for a pending transfer that a post/void names — its accounts.
+    /// The account created at `timestamp`, if any (imported transfers must not reuse it).
+    func prefetchAccount(timestamp: UInt64)
     func prefetchTransfer(id: UInt128)
-    /// All objects are named: load them. Execute may start when this returns. (The forest
-    /// will complete this asynchronously; its signature grows a callback then.)
-    func prefetchFinish()
+    /// The transfer created at `timestamp`, if any (imported accounts must not reuse it).
+    func prefetchTransfer(timestamp: UInt64)
+    /// A transfer that a post or void names: the transfer, and if it is pending, its pending
+    /// status and its two accounts (a post/void may leave its own account ids zero).
+    func prefetchPendingTransfer(id: UInt128)
+    /// The expiry schedule's first entries for a pulse at `pulseTimestamp`: those due (at most
+    /// `Constants.pulseExpiriesMax`), the next one after them, and the due transfers, their
+    /// pending statuses and accounts.
+    func prefetchExpiries(pulseTimestamp: UInt64)
+    /// The transfers `query` selects (a later `scanTransfers` with this query reads them); with
+    /// `accountEvents`, also the account event of each (get_account_balances).
+    func prefetchScanTransfers(_ query: TransferQuery, accountEvents: Bool)
+    func prefetchScanAccounts(_ query: AccountQuery)
+    /// The account events of `scanAccountEvents(timestampMin:timestampMax:)` with at most
+    /// `limit` results, and each event's transfer and accounts (get_change_events).
+    func prefetchScanAccountEvents(timestampMin: UInt64, timestampMax: UInt64, limit: Int)
+    /// Everything is named: load it, then call `callback` (possibly before this returns).
+    func prefetchFinish(callback: @escaping (Result<Void, PrefetchFault>) -> Void)
 
     /// Execute-time cache hints for an event a few positions ahead of the one executing
     /// (`StateMachine.hintDistance`): first its hash slots, later (`records: true`) the records
@@ -37,7 +64,6 @@ public protocol LedgerStore: AnyObject {
 
     // MARK: Accounts
 
-    var accountCount: Int { get }
     func accountIndex(id: UInt128) -> Int?
     func account(at index: Int) -> Account
     /// Replaces the account at `index` (balances and `closed` change; the id never does).
@@ -65,7 +91,8 @@ public protocol LedgerStore: AnyObject {
 
     /// Ids that failed with a transient status: never a transfer, never reusable.
     func transferFailed(id: UInt128) -> Bool
-    func insertFailedTransfer(id: UInt128)
+    /// `timestamp`: the slot of the event that failed (the forest keeps it with the id).
+    func insertFailedTransfer(id: UInt128, timestamp: UInt64)
 
     // MARK: Expiry schedule, ordered by (expiresAt, transfer timestamp)
 
@@ -93,12 +120,10 @@ public protocol LedgerStore: AnyObject {
         into output: UnsafeMutableBufferPointer<AccountEvent>
     ) -> Int
 
-    // MARK: Scopes and commit
+    // MARK: Scopes
 
     func scopeOpen()
     func scopeClose(persist: Bool)
-    /// Called once after every committed operation.
-    func commit(op: UInt64)
 }
 
 /// Status of a pending transfer (u8): it changes at most once, from `pending`.

@@ -93,8 +93,17 @@ public final class MemoryStore: LedgerStore {
 
     public func prefetchStart() {}
     public func prefetchAccount(id: UInt128) {}
+    public func prefetchAccount(timestamp: UInt64) {}
     public func prefetchTransfer(id: UInt128) {}
-    public func prefetchFinish() {}
+    public func prefetchTransfer(timestamp: UInt64) {}
+    public func prefetchPendingTransfer(id: UInt128) {}
+    public func prefetchExpiries(pulseTimestamp: UInt64) {}
+    public func prefetchScanTransfers(_ query: TransferQuery, accountEvents: Bool) {}
+    public func prefetchScanAccounts(_ query: AccountQuery) {}
+    public func prefetchScanAccountEvents(timestampMin: UInt64, timestampMax: UInt64, limit: Int) {}
+    public func prefetchFinish(callback: @escaping (Result<Void, Never>) -> Void) {
+        callback(.success(()))
+    }
 
     public func hint(accountId: UInt128, otherAccountId: UInt128, transferId: UInt128, records: Bool) {
         if records {
@@ -208,7 +217,7 @@ public final class MemoryStore: LedgerStore {
 
     /// Never undone: failed ids outlive rollbacks. No scope is open here (the batch loop
     /// closes a failed chain's scope first), which keeps `IdIndex.removeLast` LIFO.
-    public func insertFailedTransfer(id: UInt128) {
+    public func insertFailedTransfer(id: UInt128, timestamp: UInt64) {
         precondition(!undo.isOpen, "failed ids are recorded outside linked-chain scopes")
         precondition(failedTransferCount < failedTransfersMax, "failedTransfersMax exceeded")
         transferIds.insert(id, value: Self.failedMarker)
@@ -362,8 +371,6 @@ public final class MemoryStore: LedgerStore {
         }
         undo.close()
     }
-
-    public func commit(op: UInt64) {}
 
     // MARK: Test hooks
 

@@ -2,7 +2,7 @@ import LedgerKit
 
 /// A validated, normalized `query_accounts` filter. `matches` is the one definition of which
 /// accounts a query selects; stores only choose how to find candidates.
-public struct AccountQuery: Sendable {
+public struct AccountQuery: Sendable, Equatable {
     public var userData128: UInt128
     public var userData64: UInt64
     public var userData32: UInt32
@@ -24,11 +24,19 @@ public struct AccountQuery: Sendable {
             && (code == 0 || account.code == code)
             && account.timestamp >= timestampMin && account.timestamp <= timestampMax
     }
+
+    /// Whether `other` selects the same accounts in the same order, whatever its limit: a store
+    /// that ran a query at prefetch answers execute's (whose limit may be clamped lower).
+    public func sameSelection(as other: AccountQuery) -> Bool {
+        var clamped = other
+        clamped.limit = limit
+        return clamped == self
+    }
 }
 
 /// A validated, normalized transfer filter: `query_transfers` (no account) or
 /// `get_account_transfers` (an account and the sides to match).
-public struct TransferQuery: Sendable {
+public struct TransferQuery: Sendable, Equatable {
     /// Zero: any account (query_transfers).
     public var accountId: UInt128
     public var debits: Bool
@@ -56,5 +64,12 @@ public struct TransferQuery: Sendable {
             && (ledger == 0 || transfer.ledger == ledger)
             && (code == 0 || transfer.code == code)
             && transfer.timestamp >= timestampMin && transfer.timestamp <= timestampMax
+    }
+
+    /// Whether `other` selects the same transfers in the same order, whatever its limit.
+    public func sameSelection(as other: TransferQuery) -> Bool {
+        var clamped = other
+        clamped.limit = limit
+        return clamped == self
     }
 }

@@ -67,30 +67,14 @@ extension StateMachine {
     public func queryAccounts(
         _ filter: QueryFilter, results: UnsafeMutableBufferPointer<Account>
     ) -> Int {
-        guard let range = timestampRange(filter.timestampMin, filter.timestampMax),
-            filter.limit != 0, filter.flags.isDisjoint(with: .padding), filter.reservedIsZero
-        else { return 0 }
-        let query = AccountQuery(
-            userData128: filter.userData128, userData64: filter.userData64,
-            userData32: filter.userData32, ledger: filter.ledger, code: filter.code,
-            timestampMin: range.min, timestampMax: range.max,
-            limit: min(Int(filter.limit), Constants.queryResultsMax, results.count),
-            reversed: filter.flags.contains(.reversed))
+        guard let query = accountQuery(filter, resultsMax: results.count) else { return 0 }
         return store.scanAccounts(query, into: results)
     }
 
     public func queryTransfers(
         _ filter: QueryFilter, results: UnsafeMutableBufferPointer<Transfer>
     ) -> Int {
-        guard let range = timestampRange(filter.timestampMin, filter.timestampMax),
-            filter.limit != 0, filter.flags.isDisjoint(with: .padding), filter.reservedIsZero
-        else { return 0 }
-        let query = TransferQuery(
-            accountId: 0, debits: false, credits: false, userData128: filter.userData128,
-            userData64: filter.userData64, userData32: filter.userData32, ledger: filter.ledger,
-            code: filter.code, timestampMin: range.min, timestampMax: range.max,
-            limit: min(Int(filter.limit), Constants.queryResultsMax, results.count),
-            reversed: filter.flags.contains(.reversed))
+        guard let query = transferQuery(filter, resultsMax: results.count) else { return 0 }
         return store.scanTransfers(query, into: results)
     }
 
@@ -98,12 +82,10 @@ extension StateMachine {
     public func getChangeEvents(
         _ filter: ChangeEventsFilter, results: UnsafeMutableBufferPointer<ChangeEvent>
     ) -> Int {
-        guard let range = timestampRange(filter.timestampMin, filter.timestampMax),
-            filter.limit != 0, filter.reservedIsZero
-        else { return 0 }
-        let limit = min(Int(filter.limit), Constants.changeEventsMax, results.count)
+        guard let scan = changeEventsScan(filter, resultsMax: results.count) else { return 0 }
+        let limit = scan.limit
         let found = store.scanAccountEvents(
-            timestampMin: range.min, timestampMax: range.max,
+            timestampMin: scan.min, timestampMax: scan.max,
             into: UnsafeMutableBufferPointer(rebasing: eventScratch[0..<limit]))
         for position in 0..<found {
             results[position] = changeEvent(eventScratch[position])
@@ -166,8 +148,47 @@ extension StateMachine {
         r.creditAccountTimestamp = a.timestamp
     }
 
+    // MARK: Filters to queries (shared by prefetch and execute, so both ask the same)
+
+    /// Validates a `QueryFilter` for `query_accounts` (spec §6.4) and normalizes it; the limit
+    /// is also clamped to `resultsMax` (the reply's free space).
+    func accountQuery(_ filter: QueryFilter, resultsMax: Int) -> AccountQuery? {
+        guard let range = timestampRange(filter.timestampMin, filter.timestampMax),
+            filter.limit != 0, filter.flags.isDisjoint(with: .padding), filter.reservedIsZero
+        else { return nil }
+        return AccountQuery(
+            userData128: filter.userData128, userData64: filter.userData64,
+            userData32: filter.userData32, ledger: filter.ledger, code: filter.code,
+            timestampMin: range.min, timestampMax: range.max,
+            limit: min(Int(filter.limit), Constants.queryResultsMax, resultsMax),
+            reversed: filter.flags.contains(.reversed))
+    }
+
+    /// Validates a `QueryFilter` for `query_transfers` (spec §6.5) and normalizes it.
+    func transferQuery(_ filter: QueryFilter, resultsMax: Int) -> TransferQuery? {
+        guard let range = timestampRange(filter.timestampMin, filter.timestampMax),
+            filter.limit != 0, filter.flags.isDisjoint(with: .padding), filter.reservedIsZero
+        else { return nil }
+        return TransferQuery(
+            accountId: 0, debits: false, credits: false, userData128: filter.userData128,
+            userData64: filter.userData64, userData32: filter.userData32, ledger: filter.ledger,
+            code: filter.code, timestampMin: range.min, timestampMax: range.max,
+            limit: min(Int(filter.limit), Constants.queryResultsMax, resultsMax),
+            reversed: filter.flags.contains(.reversed))
+    }
+
+    /// Validates a `ChangeEventsFilter` (spec §6.6): the inclusive range and the clamped limit.
+    func changeEventsScan(
+        _ filter: ChangeEventsFilter, resultsMax: Int
+    ) -> (min: UInt64, max: UInt64, limit: Int)? {
+        guard let range = timestampRange(filter.timestampMin, filter.timestampMax),
+            filter.limit != 0, filter.reservedIsZero
+        else { return nil }
+        return (range.min, range.max, min(Int(filter.limit), Constants.changeEventsMax, resultsMax))
+    }
+
     /// Validates an `AccountFilter` (spec §6.2) and normalizes it.
-    private func transferQuery(_ filter: AccountFilter) -> TransferQuery? {
+    func transferQuery(_ filter: AccountFilter) -> TransferQuery? {
         guard filter.accountId != 0, filter.accountId != UInt128.max,
             let range = timestampRange(filter.timestampMin, filter.timestampMax),
             filter.limit != 0,

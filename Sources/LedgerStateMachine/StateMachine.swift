@@ -6,9 +6,9 @@ import LedgerKit
 /// `prepare`/`execute`) and allocates nothing after `init` (scratch buffers are sized from the
 /// constants). The host drives each committed operation through three phases:
 ///
-///     prefetch(operation:body:)                  name the objects the batch may touch
-///     execute(operation:timestamp:body:output:)  run the batch in memory, write the reply
-///     store.commit(op:)                          per-batch store work (compaction beat)
+///     prefetch(operation:body:timestamp:callback:)  load what the operation may read
+///     execute(operation:timestamp:body:output:)     run it in memory, write the reply
+///     (the host's store work, e.g. the forest's compaction beat)
 ///
 /// On the primary, `prepare(operation:body:realtime:)` assigns the operation's timestamp first.
 public final class StateMachine<Store: LedgerStore> {
@@ -112,39 +112,6 @@ public final class StateMachine<Store: LedgerStore> {
         default: preconditionFailure("only queries have a limit")
         }
         return UInt32(littleEndian: reader.body.loadUnaligned(fromByteOffset: offset + limitOffset, as: UInt32.self))
-    }
-
-    // MARK: Prefetch
-
-    /// Names every object the operation may read, so that a store with slow storage loads them
-    /// before `execute` (which then does no IO). The in-memory store ignores it.
-    public func prefetch(operation: Operation, body: UnsafeRawBufferPointer) {
-        guard operation.isMultiBatch, operation.isBatchable else {
-            return  // Queries and pulses scan; the store reads during the scan.
-        }
-        guard let reader = MultiBatchReader(body: body, elementSize: operation.eventSize) else {
-            preconditionFailure("prefetch needs a valid request")
-        }
-        let payload = UnsafeRawBufferPointer(rebasing: body[0..<body.count - reader.trailerSize])
-        store.prefetchStart()
-        defer { store.prefetchFinish() }
-        switch operation {
-        case .createAccounts:
-            for account in payload.bindMemory(to: Account.self) { store.prefetchAccount(id: account.id) }
-        case .createTransfers:
-            for transfer in payload.bindMemory(to: Transfer.self) {
-                store.prefetchTransfer(id: transfer.id)
-                if transfer.pendingId != 0 { store.prefetchTransfer(id: transfer.pendingId) }
-                store.prefetchAccount(id: transfer.debitAccountId)
-                store.prefetchAccount(id: transfer.creditAccountId)
-            }
-        case .lookupAccounts:
-            for id in payload.bindMemory(to: UInt128.self) { store.prefetchAccount(id: id) }
-        case .lookupTransfers:
-            for id in payload.bindMemory(to: UInt128.self) { store.prefetchTransfer(id: id) }
-        default:
-            preconditionFailure("only batchable operations prefetch by id")
-        }
     }
 
     // MARK: Execute

@@ -109,10 +109,9 @@ private func run(
     realtime += 1_000_000
     let timestamp = machine.prepare(operation: operation, body: body, realtime: realtime)
     let start = monotonicNs()
-    machine.prefetch(operation: operation, body: body)
+    machine.prefetch(operation: operation, body: body, timestamp: timestamp) { _ in }
     let replySize = machine.execute(operation: operation, timestamp: timestamp, body: body, output: reply)
     let elapsed = monotonicNs() - start
-    machine.store.commit(op: 0)
     guard let results = MultiBatchReader(
         body: UnsafeRawBufferPointer(rebasing: reply[0..<replySize]), elementSize: Constants.createResultSize)
     else { preconditionFailure("valid reply") }

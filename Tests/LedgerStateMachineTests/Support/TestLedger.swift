@@ -167,9 +167,8 @@ final class TestLedger {
     private func execute(_ operation: LedgerKit.Operation, body: UnsafeRawBufferPointer) -> Int {
         precondition(machine.isValidRequest(operation: operation, body: body), "a valid request")
         let timestamp = machine.prepare(operation: operation, body: body, realtime: realtime)
-        machine.prefetch(operation: operation, body: body)
+        machine.prefetch(operation: operation, body: body, timestamp: timestamp) { _ in }
         let size = machine.execute(operation: operation, timestamp: timestamp, body: body, output: reply)
-        store.commit(op: 0)
         return size
     }
 }
