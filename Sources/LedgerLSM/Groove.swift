@@ -8,6 +8,28 @@ import LedgerKit
 //   id tree       id → timestamp (`IdTreeValue`; also the orphaned ids of failed transfers)
 //   index trees   `(field, timestamp)` composite keys, one tree per declared index
 //
+// ## Id-less grooves
+//
+// Some objects have no id (a transfer's pending status, an account event): they are found by
+// timestamp only, and their groove has no id tree (`GrooveConfiguration.idTreeId` nil). The
+// object protocol says which is which: `GrooveObject` is timestamp-keyed, and
+// `IdentifiedGrooveObject` (Account, Transfer) adds the u128 `id`. One `Groove` type serves
+// both, reading the id through `GrooveObject.grooveId`, which the protocol extensions answer
+// statically (nil, or `id`): a separate id-less groove type would duplicate prefetch, cache and
+// scope logic for nothing, and constrained extensions would split the API the forest store
+// drives generically. The id operations (`prefetchEnqueue(id:)`, `get(id:)`,
+// `insertOrphanedId`, `isOrphaned`) trap on an id-less groove: calling them is a bug.
+//
+// ## Scopes (linked chains)
+//
+// `scopeOpen()` / `scopeClose(persist:)` bracket the changes of one linked chain within a
+// batch; a discarded scope restores exactly the state at open: every tree drops the puts of the
+// scope (their mutable memtables truncate the unsorted suffix), the cache replays its undo log,
+// and the id answers of the batch (`idStates`: ids inserted or orphaned in the scope) are put
+// back from the groove's own undo log, so an id inserted or orphaned in a discarded scope reads
+// as before (usually absent). The undo log holds one entry per id change, at most
+// `changesPerBeatMax`, reserved at init. No beat and no prefetch inside a scope (precondition).
+//
 // ## Prefetch, then execute
 //
 // Per batch: `prefetchStart()` (drops the cache's stash: every change of the previous batch is
@@ -18,6 +40,11 @@ import LedgerKit
 // if later upserts of the batch evict them from the set-associative part. After the callback,
 // `get(id:)` / `get(timestamp:)` answer synchronously; inserts and updates of the batch go to
 // the trees and the cache at once, so later gets of the same batch see them.
+//
+// Rounds: once a prefetch completes, more ids and timestamps may be enqueued and `prefetch`
+// called again (a second round that depends on what the first found, e.g. a post's pending
+// transfer, then its accounts). Rounds accumulate: what earlier rounds resolved stays known and
+// is not looked up again, and `prefetchEntriesMax` bounds all rounds of a batch together.
 //
 // The groove remembers what prefetch learned about each id this batch (found at a timestamp,
 // absent, orphaned) in a map reserved at init and cleared per batch: the object cache is keyed
@@ -51,7 +78,8 @@ import LedgerKit
 /// Sizes of a groove.
 public struct GrooveConfiguration: Sendable, Equatable {
     public var objectTreeId: UInt16
-    public var idTreeId: UInt16
+    /// nil: an id-less groove (objects found by timestamp only).
+    public var idTreeId: UInt16?
     public var indexTreeIds: [UInt16]
     /// Inserts, updates and orphaned ids one batch makes at most.
     public var changesPerBeatMax: Int
@@ -65,7 +93,7 @@ public struct GrooveConfiguration: Sendable, Equatable {
     public var lookupsMax: Int
 
     public init(
-        objectTreeId: UInt16, idTreeId: UInt16, indexTreeIds: [UInt16], changesPerBeatMax: Int,
+        objectTreeId: UInt16, idTreeId: UInt16?, indexTreeIds: [UInt16], changesPerBeatMax: Int,
         prefetchEntriesMax: Int, cacheCapacity: Int, compactionOps: Int, manifest: ManifestConfiguration,
         blockSize: Int, lookupsMax: Int = 16
     ) {
@@ -96,9 +124,9 @@ public struct GrooveConfiguration: Sendable, Equatable {
     /// An index tree takes up to two puts per change (an update's tombstone and new key).
     public var indexTree: TreeConfiguration { tree(valuesPerBeatMax: 2 * changesPerBeatMax) }
 
-    /// The groove's trees in registration order: id, indexes (as declared), object.
+    /// The groove's trees in registration order: id (if any), indexes (as declared), object.
     public var treeConfigurations: [TreeConfiguration] {
-        [idTree] + indexTreeIds.map { _ in indexTree } + [objectTree]
+        (idTreeId == nil ? [] : [idTree]) + indexTreeIds.map { _ in indexTree } + [objectTree]
     }
 
     /// Upserts between two stash compactions: every prefetched object plus every change.
@@ -126,7 +154,8 @@ public final class Groove<Object: GrooveObject, S: Storage> {
 
     public let configuration: GrooveConfiguration
     public let objectTree: Tree<Object, S>
-    public let idTree: Tree<IdTreeValue, S>
+    /// nil for an id-less groove.
+    public let idTree: Tree<IdTreeValue, S>?
     public let indexes: [GrooveIndex<Object>]
     /// Per index (by position): its tree, one of the two.
     public let indexTrees64: [Tree<CompositeKey64, S>?]
@@ -150,6 +179,12 @@ public final class Groove<Object: GrooveObject, S: Storage> {
     private var prefetchFault: GrooveFault?
     private var prefetchCallback: PrefetchCallback?
 
+    // The open scope's undo log of `idStates`: entry i restores `idUndoStates[i]` (nil: absent)
+    // for `idUndoIds[i]`. Reserved at init for `changesPerBeatMax` entries.
+    private var idUndoIds: [UInt128] = []
+    private var idUndoStates: [IdState?] = []
+    public private(set) var scopeIsActive = false
+
     /// The most lookups (id and object together) prefetch had in flight at once: statistics,
     /// and how tests see that prefetch runs lookups side by side within the bound.
     public private(set) var lookupsInFlightMax = 0
@@ -166,9 +201,13 @@ public final class Groove<Object: GrooveObject, S: Storage> {
         grid: Grid<S>, freeSet: FreeSet, configuration: GrooveConfiguration, indexes: [GrooveIndex<Object>]
     ) {
         precondition(indexes.map(\.treeId) == configuration.indexTreeIds, "the configuration names the indexes' trees in order")
+        precondition((configuration.idTreeId != nil) == Object.hasGrooveId,
+                     "a groove has an id tree exactly when its objects have ids")
         self.configuration = configuration
         self.indexes = indexes
-        idTree = Tree(treeId: configuration.idTreeId, grid: grid, freeSet: freeSet, configuration: configuration.idTree)
+        idTree = configuration.idTreeId.map {
+            Tree(treeId: $0, grid: grid, freeSet: freeSet, configuration: configuration.idTree)
+        }
         objectTree = Tree(
             treeId: configuration.objectTreeId, grid: grid, freeSet: freeSet, configuration: configuration.objectTree)
         indexTrees64 = indexes.map { index in
@@ -187,6 +226,8 @@ public final class Groove<Object: GrooveObject, S: Storage> {
         objectQueue.reserveCapacity(entries)
         timestampsAbsent.reserveCapacity(entries)
         timestampsEnqueued.reserveCapacity(entries)
+        idUndoIds.reserveCapacity(configuration.changesPerBeatMax)
+        idUndoStates.reserveCapacity(configuration.changesPerBeatMax)
         let lookups = configuration.lookupsMax
         idSlotKeys = Array(repeating: 0, count: lookups)
         idSlotsFree = Array((0..<lookups).reversed())
@@ -200,7 +241,7 @@ public final class Groove<Object: GrooveObject, S: Storage> {
 
     /// Adds the groove's trees to `forest` in the order of `configuration.treeConfigurations`.
     public func registerTrees(in forest: Forest<S>) {
-        forest.add(idTree)
+        if let idTree { forest.add(idTree) }
         for position in indexes.indices {
             if let tree = indexTrees64[position] { forest.add(tree) }
             if let tree = indexTrees128[position] { forest.add(tree) }
@@ -216,19 +257,21 @@ public final class Groove<Object: GrooveObject, S: Storage> {
         precondition(!isPrefetching, "changes happen after prefetch")
         precondition(object.timestamp != 0, "an object has a timestamp")
         objectTree.put(object)
-        idTree.put(IdTreeValue(id: object.id, timestamp: object.timestamp))
+        if let id = object.grooveId {
+            requireIdTree().put(IdTreeValue(id: id, timestamp: object.timestamp))
+            recordId(id, .found(timestamp: object.timestamp))
+        }
         for position in indexes.indices {
             if let field = indexes[position].field(of: object) { putIndex(position, field: field, timestamp: object.timestamp) }
         }
         cache.upsert(object)
-        recordId(object.id, .found(timestamp: object.timestamp))
     }
 
     /// Replaces `old` by `new` (same id and timestamp): the object tree, the indexes whose
     /// derived key changed (old key tombstoned, new key put), and the cache.
     public func update(old: Object, new: Object) {
         precondition(!isPrefetching, "changes happen after prefetch")
-        precondition(old.id == new.id, "an update keeps the object's id")
+        precondition(old.grooveId == new.grooveId, "an update keeps the object's id")
         precondition(old.timestamp == new.timestamp, "an update keeps the object's timestamp")
         objectTree.put(new)
         for position in indexes.indices {
@@ -246,7 +289,7 @@ public final class Groove<Object: GrooveObject, S: Storage> {
     /// retry of it is recognized.
     public func insertOrphanedId(_ id: UInt128, timestamp: UInt64) {
         precondition(!isPrefetching, "changes happen after prefetch")
-        idTree.put(IdTreeValue(id: id, timestamp: timestamp, orphaned: true))
+        requireIdTree().put(IdTreeValue(id: id, timestamp: timestamp, orphaned: true))
         recordId(id, .orphaned(timestamp: timestamp))
     }
 
@@ -266,7 +309,63 @@ public final class Groove<Object: GrooveObject, S: Storage> {
     private func recordId(_ id: UInt128, _ state: IdState) {
         precondition(idStates[id] != nil || idStates.count < configuration.prefetchEntriesMax + configuration.changesPerBeatMax,
                      "a batch names at most prefetchEntriesMax + changesPerBeatMax ids")
+        if scopeIsActive {
+            precondition(idUndoIds.count < configuration.changesPerBeatMax, "a scope changes at most changesPerBeatMax ids")
+            idUndoIds.append(id)
+            idUndoStates.append(idStates[id])
+        }
         idStates[id] = state
+    }
+
+    /// The id tree; trapping on an id-less groove, where asking for ids is a bug.
+    private func requireIdTree() -> Tree<IdTreeValue, S> {
+        guard let idTree else { preconditionFailure("an id operation on an id-less groove (objects have no ids)") }
+        return idTree
+    }
+
+    // MARK: Scopes
+
+    /// Opens a scope: the changes until `scopeClose(persist:)` can be undone together (one
+    /// linked chain of a batch). Scopes do not nest.
+    public func scopeOpen() {
+        precondition(!scopeIsActive, "groove scopes do not nest")
+        precondition(!isPrefetching, "a scope opens after prefetch")
+        precondition(idUndoIds.isEmpty, "a closed scope left no undo log")
+        scopeIsActive = true
+        idTree?.scopeOpen()
+        for position in indexes.indices {
+            indexTrees64[position]?.scopeOpen()
+            indexTrees128[position]?.scopeOpen()
+        }
+        objectTree.scopeOpen()
+        cache.scopeOpen()
+    }
+
+    /// Closes the scope; `persist: false` restores the trees, the cache and the batch's id
+    /// answers to their state at `scopeOpen()`.
+    public func scopeClose(persist: Bool) {
+        precondition(scopeIsActive, "scopeClose follows scopeOpen")
+        scopeIsActive = false
+        idTree?.scopeClose(persist: persist)
+        for position in indexes.indices {
+            indexTrees64[position]?.scopeClose(persist: persist)
+            indexTrees128[position]?.scopeClose(persist: persist)
+        }
+        objectTree.scopeClose(persist: persist)
+        cache.scopeClose(persist: persist)
+        if !persist {
+            // Newest first, so an id changed twice ends with its state before the first change.
+            for offset in 0..<idUndoIds.count {
+                let entry = idUndoIds.count - 1 - offset
+                if let state = idUndoStates[entry] {
+                    idStates[idUndoIds[entry]] = state
+                } else {
+                    idStates.removeValue(forKey: idUndoIds[entry])
+                }
+            }
+        }
+        idUndoIds.removeAll(keepingCapacity: true)
+        idUndoStates.removeAll(keepingCapacity: true)
     }
 
     // MARK: Prefetch
@@ -275,6 +374,7 @@ public final class Groove<Object: GrooveObject, S: Storage> {
     /// and the previous batch's answers are forgotten.
     public func prefetchStart() {
         precondition(!isPrefetching, "one prefetch at a time")
+        precondition(!scopeIsActive, "a scope closes within its batch")
         cache.compact()
         ids.removeAll(keepingCapacity: true)
         idStates.removeAll(keepingCapacity: true)
@@ -289,7 +389,8 @@ public final class Groove<Object: GrooveObject, S: Storage> {
 
     /// Names an object the batch may touch by id (duplicates are looked up once).
     public func prefetchEnqueue(id: UInt128) {
-        precondition(!isPrefetching && !isPrefetched, "enqueue between prefetchStart and prefetch")
+        precondition(!isPrefetching, "enqueue between prefetchStart and prefetch, or between rounds")
+        _ = requireIdTree()
         guard idStates[id] == nil else { return }
         precondition(ids.count + objectQueue.count < configuration.prefetchEntriesMax,
                      "a batch prefetches at most prefetchEntriesMax entries")
@@ -299,7 +400,7 @@ public final class Groove<Object: GrooveObject, S: Storage> {
 
     /// Names an object the batch may touch by timestamp.
     public func prefetchEnqueue(timestamp: UInt64) {
-        precondition(!isPrefetching && !isPrefetched, "enqueue between prefetchStart and prefetch")
+        precondition(!isPrefetching, "enqueue between prefetchStart and prefetch, or between rounds")
         guard timestampsEnqueued.insert(timestamp).inserted else { return }
         precondition(ids.count + objectQueue.count < configuration.prefetchEntriesMax,
                      "a batch prefetches at most prefetchEntriesMax entries")
@@ -309,7 +410,10 @@ public final class Groove<Object: GrooveObject, S: Storage> {
     /// Loads every enqueued object into the cache; `callback` runs once all are in (possibly
     /// before `prefetch` returns) or with the first fault.
     public func prefetch(callback: @escaping PrefetchCallback) {
-        precondition(!isPrefetching && !isPrefetched, "one prefetch per prefetchStart")
+        precondition(!isPrefetching, "one prefetch round at a time")
+        precondition(prefetchFault == nil, "no prefetch round after a fault: the caller stops")
+        precondition(!scopeIsActive, "no prefetch inside a scope")
+        isPrefetched = false
         isPrefetching = true
         prefetchCallback = callback
         prefetchStep()
@@ -326,6 +430,7 @@ public final class Groove<Object: GrooveObject, S: Storage> {
                 let id = ids[idNext]
                 idNext += 1
                 started = true
+                let idTree = requireIdTree()
                 switch idTree.getCached(id) {
                 case .found(let value): resolveId(id, value)
                 case .deleted: idStates[id] = .notFound
@@ -381,8 +486,8 @@ public final class Groove<Object: GrooveObject, S: Storage> {
         switch result {
         case .found(let value): resolveId(id, value)
         case .notFound: idStates[id] = .notFound
-        case .fault(let fault): noteFault(.block(treeId: idTree.treeId, fault))
-        case .corrupt(let error): noteFault(.corrupt(treeId: idTree.treeId, error))
+        case .fault(let fault): noteFault(.block(treeId: requireIdTree().treeId, fault))
+        case .corrupt(let error): noteFault(.corrupt(treeId: requireIdTree().treeId, error))
         }
         if !isStepping { prefetchStep() }
     }
@@ -422,6 +527,7 @@ public final class Groove<Object: GrooveObject, S: Storage> {
     /// been prefetched (or changed) this batch.
     public func get(id: UInt128) -> Object? {
         precondition(isPrefetched, "gets follow a completed prefetch")
+        _ = requireIdTree()
         guard let state = idStates[id] else { preconditionFailure("get(id:) of an id not prefetched this batch") }
         switch state {
         case .pending: preconditionFailure("a completed prefetch resolved every id")
@@ -446,6 +552,7 @@ public final class Groove<Object: GrooveObject, S: Storage> {
     /// Whether `id` is an orphaned id (a failed transfer's). The id must have been prefetched.
     public func isOrphaned(id: UInt128) -> Bool {
         precondition(isPrefetched, "orphaned ids are known after a completed prefetch")
+        _ = requireIdTree()
         guard let state = idStates[id] else { preconditionFailure("isOrphaned of an id not prefetched this batch") }
         if case .orphaned = state { return true }
         return false

@@ -9,14 +9,36 @@ import LedgerKit
 // instead of the spec's 8 B timestamp-only key, which saves a key type and a tree flavour; a
 // scan of field 0 lists the flagged objects in timestamp order.
 
-/// An object a groove stores: keyed by its u64 creation timestamp, named by a u128 id.
+/// An object a groove stores, keyed by its u64 creation timestamp. Objects that clients name
+/// by a u128 id conform to `IdentifiedGrooveObject` instead, and their groove keeps an id tree;
+/// the others (pending statuses, account events) are found by timestamp only (Groove.swift).
 public protocol GrooveObject: TreeValue where Key == UInt64 {
-    var id: UInt128 { get }
     var timestamp: UInt64 { get }
+    /// The object's id, nil for an object without one. Not written by conforming types: the
+    /// extensions below answer it (nil here, `id` for an `IdentifiedGrooveObject`), statically,
+    /// so a specialized groove pays nothing for the choice.
+    var grooveId: UInt128? { get }
+    /// Whether objects of this type have ids (and their groove an id tree).
+    static var hasGrooveId: Bool { get }
 }
 
-extension Account: GrooveObject {}
-extension Transfer: GrooveObject {}
+/// A groove object named by a u128 id: its groove has an id tree (id → timestamp).
+public protocol IdentifiedGrooveObject: GrooveObject {
+    var id: UInt128 { get }
+}
+
+extension GrooveObject {
+    public var grooveId: UInt128? { nil }
+    public static var hasGrooveId: Bool { false }
+}
+
+extension IdentifiedGrooveObject {
+    public var grooveId: UInt128? { id }
+    public static var hasGrooveId: Bool { true }
+}
+
+extension Account: IdentifiedGrooveObject {}
+extension Transfer: IdentifiedGrooveObject {}
 
 /// One index of a groove: its tree and how an object's key in it is derived.
 public struct GrooveIndex<Object: GrooveObject> {

@@ -2,8 +2,14 @@ import LedgerKit
 
 // The transfers groove's index table (storage spec §5 "Grooves": transfers id 8, debit 9,
 // credit 10, amount 11, pending_id 12, user_data 13–15, ledger 16, code 17, object 18,
-// expires_at 19 (derived), imported 24, closing 26). The id and object trees are the groove's
-// own (`GrooveConfiguration`); this file lists only the index trees, in tree-id order.
+// imported 24, closing 26). The id and object trees are the groove's own (`GrooveConfiguration`);
+// this file lists only the index trees, in tree-id order.
+//
+// expires_at (tree 19) is not a derived index here: a derived key cannot be dropped when its
+// pending transfer is posted, voided or expired (transfers are immutable, so the groove never
+// sees a change that would tombstone it). The forest store keeps the expiry schedule as its own
+// tree of `CompositeKey64(field: expiresAt, timestamp:)`, putting a key when a transfer is
+// scheduled and its tombstone when it leaves the schedule; `expiresAt(of:)` below computes it.
 //
 // Zero fields are not indexed (the generic `GrooveIndex` rule, spec §5 "Zero optional values are
 // not indexed"). That includes `amount` 0 and `pending_id` 0 (every transfer that is not a post
@@ -18,11 +24,9 @@ extension GrooveIndex where Object == Transfer {
     /// "for every pending transfer with `timeout > 0` ... `expires_at = timestamp + timeout ×
     /// NS_PER_S`"; §5.4 step 32), nil when the transfer never expires: not pending, or timeout 0
     /// (posts and voids are stored with timeout 0, §5.6; imported pending transfers cannot have a
-    /// timeout, §7.3). The key stays after the transfer is posted, voided or expired (transfers
-    /// are immutable): the expiry scan filters by pending status. The state machine rejects a sum
-    /// past 2^63 - 1 (`overflows_timeout`, §5.4 step 29), so a larger sum only comes from a hostile
-    /// or corrupt object: it is not indexed rather than trapped on (u32 seconds × 10^9 itself
-    /// always fits in a u64; the check costs nothing).
+    /// timeout, §7.3). The state machine rejects a sum past 2^63 - 1 (`overflows_timeout`, §5.4
+    /// step 29), so a larger sum only comes from a hostile or corrupt object: nil rather than a
+    /// trap (u32 seconds × 10^9 itself always fits in a u64; the check costs nothing).
     public static func expiresAt(of transfer: Transfer) -> UInt64? {
         guard transfer.flags.contains(.pending), transfer.timeout > 0 else { return nil }
         let (timeoutNs, productOverflow) = UInt64(transfer.timeout).multipliedReportingOverflow(by: nanosecondsPerSecond)
@@ -34,8 +38,7 @@ extension GrooveIndex where Object == Transfer {
 
     /// The transfers groove's indexes (storage spec §5), in tree-id order: debit_account_id,
     /// credit_account_id, amount, pending_id, user_data_128 (u128 keys); user_data_64/32, ledger,
-    /// code, expires_at (u64 keys); imported and closing (`closing_debit` or `closing_credit`)
-    /// flag-only.
+    /// code (u64 keys); imported and closing (`closing_debit` or `closing_credit`) flag-only.
     public static func transfers() -> [GrooveIndex<Transfer>] {
         [
             GrooveIndex(.transfersDebitAccountId, .u128 { $0.debitAccountId }),
@@ -47,7 +50,6 @@ extension GrooveIndex where Object == Transfer {
             GrooveIndex(.transfersUserData32, .u64 { UInt64($0.userData32) }),
             GrooveIndex(.transfersLedger, .u64 { UInt64($0.ledger) }),
             GrooveIndex(.transfersCode, .u64 { UInt64($0.code) }),
-            GrooveIndex(.transfersExpiresAt, .u64 { expiresAt(of: $0) }),
             GrooveIndex(.transfersImported, .exists { $0.flags.contains(.imported) }),
             GrooveIndex(
                 .transfersClosing, .exists { !$0.flags.isDisjoint(with: [.closingDebit, .closingCredit]) }),

@@ -23,6 +23,11 @@ import LedgerKit
 // Within a run each key appears once: a stable sort keeps equal keys in put order, and the
 // dedup keeps the last (the latest put wins). Runs are in put order too, so a later run
 // shadows an earlier one.
+//
+// Scopes (a linked chain of one batch, state-machine `scopeOpen`/`scopeClose`): every put of a
+// scope lands in the unsorted suffix (no beat runs inside a batch), so discarding the scope is
+// truncating the suffix back to its length at open: O(1), no undo log. One level only (the
+// state machine never nests).
 
 public final class Memtable<Value: TreeValue> {
     /// Puts this table holds (one bar's worth).
@@ -42,6 +47,9 @@ public final class Memtable<Value: TreeValue> {
     public private(set) var isImmutable = false
     /// Immutable and merged into one run: `values` is ready.
     public private(set) var isMerged = false
+    /// `count` at `scopeOpen()`, while a scope is open.
+    private var scopeCount: Int?
+    public var scopeIsActive: Bool { scopeCount != nil }
 
     // The immutable table's merge (see the header): a binary min-heap of run indices, each
     // run's next position in `storage`, values written to `scratch` so far, run values left.
@@ -96,6 +104,22 @@ public final class Memtable<Value: TreeValue> {
         count += 1
     }
 
+    /// Opens a scope: the puts until `scopeClose(persist:)` can be discarded together.
+    public func scopeOpen() {
+        precondition(!isImmutable, "a scope covers puts to the mutable memtable")
+        precondition(scopeCount == nil, "scopes do not nest")
+        scopeCount = count
+    }
+
+    /// Closes the scope; `persist: false` drops every put made since `scopeOpen()`.
+    public func scopeClose(persist: Bool) {
+        guard let start = scopeCount else { preconditionFailure("scopeClose follows scopeOpen") }
+        precondition(start >= sortedCount, "no beat sorts the suffix inside a scope")
+        precondition(start <= count, "a scope only adds puts")
+        scopeCount = nil
+        if !persist { count = start }
+    }
+
     /// The newest value of `key` (a tombstone included), or nil.
     public func get(_ key: Value.Key) -> Value? {
         let suffixStart = sortedCount
@@ -119,6 +143,7 @@ public final class Memtable<Value: TreeValue> {
     /// merges all runs into one, so the table stays within its bounds whatever the beat count.
     public func sortSuffix() {
         precondition(!isImmutable, "an immutable memtable is sorted")
+        precondition(scopeCount == nil, "no beat inside a scope (the scope truncates the unsorted suffix)")
         let start = sortedCount
         if count == start { return }
         sortSuffixRun(from: start)
@@ -198,6 +223,7 @@ public final class Memtable<Value: TreeValue> {
 
     /// Empties the table and makes it mutable again.
     public func reset() {
+        precondition(scopeCount == nil, "no reset inside a scope")
         count = 0
         runCount = 0
         isImmutable = false

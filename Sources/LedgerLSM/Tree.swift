@@ -189,6 +189,18 @@ public final class Tree<Value: TreeValue, S: Storage> {
         mutable.put(value)
     }
 
+    /// Opens a scope over the puts to come (one batch's linked chain; Memtable.swift).
+    public func scopeOpen() {
+        mutable.scopeOpen()
+    }
+
+    /// Closes the scope; `persist: false` drops every put made since `scopeOpen()`.
+    public func scopeClose(persist: Bool) {
+        mutable.scopeClose(persist: persist)
+    }
+
+    public var scopeIsActive: Bool { mutable.scopeIsActive }
+
     /// The key's newest value if a memtable holds it.
     public func getCached(_ key: Value.Key) -> MemtableLookup<Value> {
         if let value = mutable.get(key) ?? immutable.get(key) {
@@ -218,6 +230,7 @@ public final class Tree<Value: TreeValue, S: Storage> {
     /// beat's work is done and durable (possibly before `compact` returns).
     public func compact(op: UInt64, callback: @escaping () -> Void) {
         precondition(beatCallback == nil, "one beat at a time")
+        precondition(!mutable.scopeIsActive, "no beat inside a scope: scopes live within one batch")
         if let beatOpLast { precondition(op == beatOpLast + 1, "one beat per op, in op order") }
         beatOpLast = op
         let ops = UInt64(configuration.compactionOps)

@@ -8,11 +8,11 @@ import LedgerTesting
 final class GrooveTestNode<Object: GrooveObject> {
     /// A test-sized groove configuration (`.testing` blocks and bars, growth factor 4).
     static func configuration(
-        objectTreeId: TreeId, idTreeId: TreeId, indexes: [GrooveIndex<Object>], cacheCapacity: Int,
+        objectTreeId: TreeId, idTreeId: TreeId?, indexes: [GrooveIndex<Object>], cacheCapacity: Int,
         changesPerBeatMax: Int, prefetchEntriesMax: Int
     ) -> GrooveConfiguration {
         GrooveConfiguration(
-            objectTreeId: objectTreeId.rawValue, idTreeId: idTreeId.rawValue,
+            objectTreeId: objectTreeId.rawValue, idTreeId: idTreeId?.rawValue,
             indexTreeIds: indexes.map(\.treeId), changesPerBeatMax: changesPerBeatMax,
             prefetchEntriesMax: prefetchEntriesMax, cacheCapacity: cacheCapacity,
             compactionOps: DataFileLayout(.testing).configuration.lsmCompactionOps,
@@ -33,7 +33,7 @@ final class GrooveTestNode<Object: GrooveObject> {
 
     /// Every tree's manifest, level by level, in registration order.
     func manifests() -> [[TableInfo]] {
-        var result = groove.idTree.manifest.levelsTables()
+        var result = groove.idTree?.manifest.levelsTables() ?? []
         for position in groove.indexes.indices {
             if let tree = groove.indexTrees64[position] { result += tree.manifest.levelsTables() }
             if let tree = groove.indexTrees128[position] { result += tree.manifest.levelsTables() }

@@ -403,7 +403,7 @@ final class GrooveHarness: ForestRunHarness {
         harness.storage.runUntilIdle()
         // Corrupt every block of the id tree's tables (index blocks: the first read of a lookup),
         // and restart so no cached copy answers.
-        let tables = groove.idTree.manifest.levelsTables().joined()
+        let tables = groove.idTree!.manifest.levelsTables().joined()
         #expect(!tables.isEmpty, "the id tree has tables on the grid")
         let blockSize = harness.layout.configuration.blockSize
         for table in tables {
@@ -411,7 +411,7 @@ final class GrooveHarness: ForestRunHarness {
         }
         let fresh = GrooveNode(storage: harness.storage, configuration: configuration)
         // The fresh node's trees are empty (not opened): load the tables directly.
-        for table in tables { fresh.groove.idTree.manifest.insert(table) }
+        for table in tables { fresh.groove.idTree!.manifest.insert(table) }
         fresh.groove.prefetchStart()
         for id in ids.prefix(8) { fresh.groove.prefetchEnqueue(id: id) }
         var prefetched: Result<Void, GrooveFault>?

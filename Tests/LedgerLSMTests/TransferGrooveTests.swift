@@ -235,9 +235,6 @@ final class TransferGrooveHarness: ForestRunHarness {
         case .transfersUserData32: field = UInt128(transfer.userData32)
         case .transfersLedger: field = UInt128(transfer.ledger)
         case .transfersCode: field = UInt128(transfer.code)
-        case .transfersExpiresAt:
-            let expires = transfer.flags.contains(.pending) && transfer.timeout > 0
-            field = expires ? UInt128(transfer.timestamp) + UInt128(transfer.timeout) * 1_000_000_000 : nil
         case .transfersImported: return transfer.flags.contains(.imported) ? 0 : nil
         case .transfersClosing:
             return transfer.flags.contains(.closingDebit) || transfer.flags.contains(.closingCredit) ? 0 : nil
@@ -273,7 +270,7 @@ final class TransferGrooveHarness: ForestRunHarness {
     }
 
     /// Every index tree scanned whole, then a few field values and ranges (a debit account, a
-    /// credit account, a ledger, expires_at windows), each compared with the model.
+    /// credit account, a ledger), each compared with the model.
     func checkIndexes() -> (failure: String?, compared: Int) {
         var compared = 0
         var checks: [(TreeId, UInt128, UInt128)] = []
@@ -285,16 +282,6 @@ final class TransferGrooveHarness: ForestRunHarness {
         checks.append((.transfersCreditAccountId, Self.accountId(5), Self.accountId(5)))
         checks.append((.transfersLedger, 2, 2))
         checks.append((.transfersAmount, 0, 0))
-        // expires_at windows: the first half of the model's expiries, the middle third, nothing
-        // before the first transfer.
-        let expiries = model.values.compactMap { Self.modelField(TreeId.transfersExpiresAt.rawValue, $0) }.sorted()
-        if let first = expiries.first, let last = expiries.last {
-            let middle = expiries[expiries.count / 2]
-            checks.append((.transfersExpiresAt, first, middle))
-            checks.append((.transfersExpiresAt, expiries[expiries.count / 3], expiries[2 * expiries.count / 3]))
-            checks.append((.transfersExpiresAt, middle + 1, last))
-        }
-        checks.append((.transfersExpiresAt, 0, UInt128(Self.timestampFirst)))
         for (treeId, fieldMin, fieldMax) in checks {
             let check = checkIndex(treeId, fieldMin: fieldMin, fieldMax: fieldMax)
             if let failure = check.failure { return (failure, compared) }
@@ -327,7 +314,7 @@ final class TransferGrooveHarness: ForestRunHarness {
         let expected: [TreeId] = [
             .transfersDebitAccountId, .transfersCreditAccountId, .transfersAmount, .transfersPendingId,
             .transfersUserData128, .transfersUserData64, .transfersUserData32, .transfersLedger, .transfersCode,
-            .transfersExpiresAt, .transfersImported, .transfersClosing,
+            .transfersImported, .transfersClosing,
         ]
         #expect(indexes.map(\.treeId) == expected.map(\.rawValue), "the spec's transfer index trees, in tree-id order")
         #expect(indexes.map(\.isWide) == expected.indices.map { $0 < 5 }, "the u128 fields have 128-bit keys")
@@ -336,8 +323,9 @@ final class TransferGrooveHarness: ForestRunHarness {
             id: 1, debitAccountId: 2, creditAccountId: 3, amount: 4, pendingId: 5, userData128: 6, userData64: 7,
             userData32: 8, timeout: 9, ledger: 10, code: 11, flags: [.pending, .imported, .closingDebit], timestamp: 12)
         let fields = indexes.map { $0.field(of: full) }
-        let expiresAt = UInt128(12 + 9 * 1_000_000_000)
-        #expect(fields == [2, 3, 4, 5, 6, 7, 8, 10, 11, expiresAt, 0, 0], "each index derives its field")
+        #expect(fields == [2, 3, 4, 5, 6, 7, 8, 10, 11, 0, 0], "each index derives its field")
+        #expect(!indexes.contains { $0.treeId == TreeId.transfersExpiresAt.rawValue },
+                "expires_at is the forest store's own tree, not a derived index")
         let zero = Transfer(timestamp: 12)
         #expect(indexes.allSatisfy { $0.field(of: zero) == nil }, "zero fields and clear flags are not indexed")
     }
