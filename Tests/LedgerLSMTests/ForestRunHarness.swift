@@ -9,7 +9,7 @@ import LedgerTesting
 /// and a restart that opens the last checkpoint and replays the ops after it. Subclasses supply
 /// the batches (prefetch, checks, writes) and the model.
 class ForestRunHarness {
-    let layout = DataFileLayout(.testing)
+    let layout: DataFileLayout
     let storage: SimulatedStorage
     var committedOp: UInt64 = 0
     var highestCommittedOp: UInt64 = 0
@@ -33,6 +33,7 @@ class ForestRunHarness {
 
     init(storage: SimulatedStorage) {
         self.storage = storage
+        layout = storage.layout
         durableDelay = UInt64(layout.configuration.pipelinePrepareQueueMax) + 1
     }
 

@@ -1,0 +1,121 @@
+import LedgerKit
+import LedgerStateMachine
+
+// The sizes of the state machine's store on the forest (`ForestStore`), derived from one batch's
+// worst case so that no batch can overflow a memtable, a prefetch queue or a cache stash.
+//
+// Per batch (B = `Constants.batchEventsMax` = 8189 events, E = `Constants.pulseExpiriesMax` =
+// 8190 expiries; a batch is one operation):
+//
+//   accounts          changes ≤ 2E (every transfer or expiry updates two accounts; an account
+//                     changed twice is put twice); prefetch ≤ 4E ids (a transfer's two
+//                     accounts and its pending transfer's two) plus timestamps
+//   transfers         changes ≤ B (inserts; failed ids are put into the id tree); prefetch ≤ 2E
+//                     ids (the transfer and its pending transfer) plus E timestamps
+//   transfers pending changes ≤ E (an insert per pending transfer or an update per post, void
+//                     or expiry); prefetch ≤ E timestamps
+//   account events    changes ≤ E (one event per transfer or expiry); prefetch ≤ E timestamps
+//   expiry schedule   puts ≤ E (a put per pending transfer with a timeout, a tombstone per
+//                     post, void or expiry)
+//
+// The object caches (`cache…`) are the resident objects between batches, in objects (whole
+// sets of 16); the grid's block cache is `cacheGridBlocks` blocks.
+
+public struct ForestStoreConfiguration: Sendable, Equatable {
+    public var accounts: GrooveConfiguration
+    public var transfers: GrooveConfiguration
+    public var transfersPending: GrooveConfiguration
+    public var accountEvents: GrooveConfiguration
+    public var expiries: TreeConfiguration
+    public var cacheGridBlocks: Int
+    public var gridReadsMax: Int
+    public var manifestLogBlocksMax: Int
+
+    /// Object cache sizes (objects) and the block cache (blocks).
+    public struct Caches: Sendable, Equatable {
+        public var accounts: Int
+        public var transfers: Int
+        public var transfersPending: Int
+        public var accountEvents: Int
+        public var gridBlocks: Int
+
+        public init(accounts: Int, transfers: Int, transfersPending: Int, accountEvents: Int, gridBlocks: Int) {
+            self.accounts = accounts
+            self.transfers = transfers
+            self.transfersPending = transfersPending
+            self.accountEvents = accountEvents
+            self.gridBlocks = gridBlocks
+        }
+
+        /// Production defaults: 64 Ki accounts (8 MiB), 64 Ki transfers (8 MiB), 64 Ki pending
+        /// statuses (1 MiB), no account-event cache (events are read by scans, which do not use
+        /// it), and 1 GiB of grid blocks at 512 KiB (2048 blocks).
+        public static let production = Caches(
+            accounts: 1 << 16, transfers: 1 << 16, transfersPending: 1 << 16, accountEvents: 0, gridBlocks: 2048)
+    }
+
+    /// The configuration for a data file of `storage`'s geometry; `batchEventsMax` and
+    /// `expiriesMax` shrink a test's batches (and with them every memtable).
+    public init(
+        storage: StorageConfiguration, caches: Caches, batchEventsMax: Int = Constants.batchEventsMax,
+        expiriesMax: Int = Constants.pulseExpiriesMax, levelCount: Int = Constants.lsmLevels,
+        growthFactor: Int = Constants.lsmGrowthFactor, tablesMax: Int? = nil, lookupsMax: Int = 16,
+        gridReadsMax: Int = 16, manifestLogBlocksMax: Int = 1024
+    ) {
+        precondition(batchEventsMax >= 1 && expiriesMax >= batchEventsMax, "a pulse expires at least a batch")
+        let manifest = ManifestConfiguration(
+            levelCount: levelCount, growthFactor: growthFactor,
+            tablesMax: tablesMax ?? ForestStoreConfiguration.levelTablesMaxDefault)
+        func groove(
+            _ object: TreeId, _ id: TreeId?, _ indexes: [UInt16], changes: Int, prefetch: Int, cache: Int
+        ) -> GrooveConfiguration {
+            GrooveConfiguration(
+                objectTreeId: object.rawValue, idTreeId: id?.rawValue, indexTreeIds: indexes,
+                changesPerBeatMax: changes, prefetchEntriesMax: prefetch, cacheCapacity: cache,
+                compactionOps: storage.lsmCompactionOps, manifest: manifest, blockSize: storage.blockSize,
+                lookupsMax: lookupsMax)
+        }
+        let e = expiriesMax
+        // Prefetch entries count ids and the timestamps they resolve to (Groove.swift), so twice.
+        accounts = groove(
+            .accountsObject, .accountsId, GrooveIndex<Account>.accounts().map(\.treeId),
+            changes: 2 * e, prefetch: 2 * (4 * e + e), cache: caches.accounts)
+        transfers = groove(
+            .transfersObject, .transfersId, GrooveIndex<Transfer>.transfers().map(\.treeId),
+            changes: batchEventsMax, prefetch: 2 * (2 * e + e), cache: caches.transfers)
+        transfersPending = groove(
+            .transfersPendingObject, nil, [], changes: e, prefetch: e, cache: caches.transfersPending)
+        accountEvents = groove(
+            .accountEventsObject, nil, [], changes: e, prefetch: e, cache: caches.accountEvents)
+        expiries = TreeConfiguration(
+            valuesPerBeatMax: e, compactionOps: storage.lsmCompactionOps, manifest: manifest,
+            blockSize: storage.blockSize, lookupsMax: lookupsMax)
+        cacheGridBlocks = caches.gridBlocks
+        self.gridReadsMax = gridReadsMax
+        self.manifestLogBlocksMax = manifestLogBlocksMax
+    }
+
+    /// Tables one level's manifest storage holds (visible and retired): 4096 tables of one bar
+    /// each is 8 G transfers in one level of the transfers object tree. The arrays are reserved,
+    /// not touched, so untouched capacity costs address space, not memory; a segmented manifest
+    /// (storage spec §12) replaces this bound later.
+    public static let levelTablesMaxDefault = 4096
+
+    /// The forest's trees in registration order: accounts, transfers, pending statuses, account
+    /// events (each groove's id tree, indexes, object tree), then the expiry schedule.
+    public var trees: [TreeConfiguration] {
+        accounts.treeConfigurations + transfers.treeConfigurations + transfersPending.treeConfigurations
+            + accountEvents.treeConfigurations + [expiries]
+    }
+
+    public var forest: ForestConfiguration {
+        let trees = self.trees
+        // Every tree's lookups and compaction reads may queue at once, plus the log's and a
+        // trailer's (Forest.init checks the same sum).
+        var reads = 2
+        for tree in trees { reads += tree.lookupsMax + tree.jobsPerHalfBarMax }
+        return ForestConfiguration(
+            trees: trees, cacheBlocks: cacheGridBlocks, gridReadsMax: gridReadsMax,
+            gridReadQueueMax: max(64, reads - gridReadsMax), manifestLogBlocksMax: manifestLogBlocksMax)
+    }
+}

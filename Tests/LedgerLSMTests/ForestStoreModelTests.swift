@@ -1,0 +1,232 @@
+import LedgerIO
+import LedgerKit
+import LedgerLSM
+import LedgerStateMachine
+import LedgerTesting
+import Testing
+
+/// The state machine on the forest against the state machine on the in-memory store (the model),
+/// request by request: every reply byte for byte, the pulse schedule, and after crashes at
+/// random points of the compaction beats, a restart (open the last checkpoint, replay the ops
+/// after it from the log) whose replies match the model's again. Both run the same semantics
+/// code, so what this checks is the store: prefetch (names, scans, rounds), the grooves, the
+/// expiry schedule, scopes, checkpoints and recovery.
+final class ForestLedgerPair: ForestRunHarness {
+    static func storageConfiguration() -> StorageConfiguration {
+        var configuration = StorageConfiguration.testing
+        configuration.gridBlockCountMax = 16_384
+        return configuration
+    }
+
+    static let batchEventsMax = 24
+    static let expiriesMax = 256
+
+    static func storeConfiguration() -> ForestStoreConfiguration {
+        ForestStoreConfiguration(
+            storage: storageConfiguration(),
+            caches: .init(accounts: 32, transfers: 32, transfersPending: 16, accountEvents: 0, gridBlocks: 64),
+            batchEventsMax: batchEventsMax, expiriesMax: expiriesMax, growthFactor: 4, tablesMax: 64, lookupsMax: 4,
+            gridReadsMax: 8)
+    }
+
+    static func makeStorage(seed: UInt64, faults: Bool) -> SimulatedStorage {
+        var options = SimulatedStorage.Options()
+        options.readLatencyTicks = 1...8
+        options.writeLatencyTicks = 1...8
+        return SimulatedStorage(layout: DataFileLayout(storageConfiguration()), seed: seed, options: options)
+    }
+
+    struct Entry {
+        var request: LedgerRequest
+        var timestamp: UInt64
+        var reply: [UInt8]
+        /// The model's pulse schedule head after the op.
+        var pulseNext: UInt64
+    }
+
+    let modelStore = MemoryStore(.sized(accounts: 1 << 12, transfers: 1 << 14))
+    let model: StateMachine<MemoryStore>
+    var store: ForestStore<SimulatedStorage>
+    var machine: StateMachine<ForestStore<SimulatedStorage>>
+    var log: [UInt64: Entry] = [:]
+    var realtime: UInt64 = 1_000_000_000
+    var workload: LedgerWorkload
+    let requestBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Constants.messageBodySizeMax, alignment: 16)
+    let replyBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Constants.messageBodySizeMax, alignment: 16)
+    var pulses = 0
+    var replayed = 0
+    /// The newest logged op: prepared (durable in a real WAL) even if its beat crashed.
+    var loggedOp: UInt64 = 0
+
+    init(seed: UInt64) {
+        let storage = Self.makeStorage(seed: seed, faults: false)
+        store = ForestStore(storage: storage, configuration: Self.storeConfiguration())
+        machine = StateMachine(store: store)
+        model = StateMachine(store: modelStore)
+        workload = LedgerWorkload(seed: seed ^ 0x5EED, batchEventsMax: Self.batchEventsMax, timeoutsMax: Self.expiriesMax - 16)
+        super.init(storage: storage)
+    }
+
+    deinit {
+        requestBuffer.deallocate()
+        replyBuffer.deallocate()
+    }
+
+    /// Runs one new op: the model decides timestamps and replies, the forest must agree.
+    func step(op: UInt64, crashTicks: Int?) -> Bool {
+        let now = max(realtime, model.prepareTimestamp)
+        let request: LedgerRequest
+        if machine.pulseNeeded(timestamp: now) || model.pulseNeeded(timestamp: now) {
+            request = LedgerRequest(operation: .pulse, body: [])
+            pulses += 1
+        } else {
+            request = workload.next(importBase: model.commitTimestamp)
+        }
+        let size = load(request)
+        let body = UnsafeRawBufferPointer(rebasing: requestBuffer[0..<size])
+        guard model.isValidRequest(operation: request.operation, body: body) else {
+            failure = "op \(op): the workload made an invalid request \(request.operation)"
+            return false
+        }
+        let timestamp = model.prepare(operation: request.operation, body: body, realtime: realtime)
+        model.prefetch(operation: request.operation, body: body, timestamp: timestamp) { _ in }
+        let replySize = model.execute(operation: request.operation, timestamp: timestamp, body: body, output: replyBuffer)
+        log[op] = Entry(request: request, timestamp: timestamp, reply: Array(UnsafeRawBufferPointer(rebasing: replyBuffer[0..<replySize])),
+            pulseNext: model.pulseNextTimestamp)
+        loggedOp = op
+        realtime += 50_000_000 + workload.prng.below(400_000_000)
+        return commit(op, crashTicks: crashTicks)
+    }
+
+    private func load(_ request: LedgerRequest) -> Int {
+        request.body.withUnsafeBytes { bytes in
+            if bytes.count > 0 { requestBuffer.copyMemory(from: bytes) }
+        }
+        return request.body.count
+    }
+
+    /// Runs logged op `op` on the forest: prefetch, execute (the reply must be the model's),
+    /// then the beat (crashing after `crashTicks` ticks of it if given).
+    func commit(_ op: UInt64, crashTicks: Int? = nil) -> Bool {
+        guard let entry = log[op] else { preconditionFailure("ops are logged before they commit") }
+        beginOp(op, forest: store.forest)
+        let size = load(entry.request)
+        let body = UnsafeRawBufferPointer(rebasing: requestBuffer[0..<size])
+        var prefetched: Result<Void, ForestStoreFault>?
+        machine.prefetch(operation: entry.request.operation, body: body, timestamp: entry.timestamp) { prefetched = $0 }
+        guard storage.run(until: { prefetched != nil }) else {
+            failure = "op \(op): the prefetch never finished"
+            return false
+        }
+        if case .failure(let fault) = prefetched! {
+            failure = "op \(op): prefetch fault \(fault)"
+            return false
+        }
+        let replySize = machine.execute(
+            operation: entry.request.operation, timestamp: entry.timestamp, body: body, output: replyBuffer)
+        let reply = Array(UnsafeRawBufferPointer(rebasing: replyBuffer[0..<replySize]))
+        guard reply == entry.reply else {
+            failure = "op \(op) (\(entry.request.operation)): the forest's reply differs from the model's "
+                + "(\(reply.count) vs \(entry.reply.count) bytes\(firstDifference(reply, entry.reply)))"
+            return false
+        }
+        if entry.request.operation == .pulse && machine.pulseNextTimestamp != entry.pulseNext {
+            failure = "op \(op): pulse schedule differs: forest next \(machine.pulseNextTimestamp), model \(entry.pulseNext)"
+            return false
+        }
+        var beat: Result<ForestCheckpoint?, ForestFault>?
+        store.compact(op: op) { beat = $0 }
+        if let crashTicks {
+            _ = storage.run(until: { beat != nil }, tickLimit: crashTicks)
+            if beat == nil {
+                storage.crash()
+                crashes += 1
+                return false
+            }
+        }
+        guard storage.run(until: { beat != nil }) else {
+            failure = "op \(op): the beat never finished"
+            return false
+        }
+        switch beat! {
+        case .failure(let fault):
+            failure = "op \(op): forest fault \(fault)"
+            return false
+        case .success(let checkpoint):
+            if let checkpoint {
+                superblock = checkpoint
+                checkpoints[checkpoint.op] = checkpoint
+                durableAtOp = op + durableDelay
+            }
+        }
+        committedOp = op
+        highestCommittedOp = max(highestCommittedOp, op)
+        return true
+    }
+
+    private func firstDifference(_ a: [UInt8], _ b: [UInt8]) -> String {
+        for index in 0..<min(a.count, b.count) where a[index] != b[index] { return ", first at byte \(index)" }
+        return ""
+    }
+
+    /// A new process after a crash: a fresh store opens the last checkpoint and replays the log.
+    func restart() -> String? {
+        store = ForestStore(storage: storage, configuration: Self.storeConfiguration())
+        machine = StateMachine(store: store)
+        var outcome: Result<Void, ForestOpenError>?
+        store.open(checkpoint: superblock) { outcome = $0 }
+        guard storage.run(until: { outcome != nil }) else { return "open never finished" }
+        if case .failure(let error) = outcome! { return "open of checkpoint \(superblock.op) failed: \(error)" }
+        let trigger = superblock.op + UInt64(layout.configuration.lsmCompactionOps)
+        durableAtOp = superblock.op == 0 ? nil : trigger + durableDelay
+        committedOp = superblock.op
+        // Each turn replays one op: bounded by the log (which holds the op whose beat crashed).
+        while committedOp < loggedOp {
+            replayed += 1
+            guard commit(committedOp + 1) else { return failure ?? "the replay crashed" }
+        }
+        return nil
+    }
+}
+
+@Suite("ForestStore against the in-memory model")
+struct ForestStoreModelTests {
+    /// Runs `ops` ops; with `crashPercent`, crashes that share of beats and restarts.
+    static func run(seed: UInt64, ops: UInt64, crashPercent: Int) -> ForestLedgerPair {
+        let pair = ForestLedgerPair(seed: seed)
+        var prng = PRNG(seed: seed &+ 77)
+        var op: UInt64 = 1
+        // Each turn commits an op or restarts after a crash: bounded by ops plus crashes.
+        while op <= ops && pair.failure == nil {
+            let crash = crashPercent > 0 && prng.chance(percent: crashPercent)
+            if pair.step(op: op, crashTicks: crash ? prng.int(in: 0...40) : nil) {
+                op += 1
+                continue
+            }
+            guard pair.failure == nil else { break }
+            if let error = pair.restart() {
+                pair.failure = pair.failure ?? error
+                break
+            }
+            // The crashed op was logged and replayed: the next op is new.
+            op = pair.loggedOp + 1
+        }
+        return pair
+    }
+
+    @Test("replies equal the model's, op by op", arguments: [1, 2, 3, 4] as [UInt64])
+    func repliesMatch(seed: UInt64) {
+        let pair = Self.run(seed: seed, ops: 160, crashPercent: 0)
+        #expect(pair.failure == nil, "seed \(seed): \(pair.failure ?? "")")
+        #expect(pair.pulses > 0, "seed \(seed): the workload reached the expiry pulse")
+        #expect(pair.checkpoints.count >= 2, "seed \(seed): the run passed checkpoints")
+    }
+
+    @Test("crashes and restarts lose nothing durable", arguments: [11, 12, 13, 14, 15, 16] as [UInt64])
+    func crashesAndRestarts(seed: UInt64) {
+        let pair = Self.run(seed: seed, ops: 160, crashPercent: 6)
+        #expect(pair.failure == nil, "seed \(seed): \(pair.failure ?? "")")
+        #expect(pair.crashes > 0, "seed \(seed): the run crashed")
+        #expect(pair.replayed > 0, "seed \(seed): a restart replayed ops")
+    }
+}
