@@ -1,7 +1,8 @@
 // ledger-inspect: reads a data file and shows what is in it, including what is damaged
 // (storage spec §11). Read-only; never takes the replica's lock; never crashes on bad bytes.
 //
-//   ledger-inspect <path> superblock | wal [--slot=N] | replies [--slot=N] | grid [--block=A] [--json]
+//   ledger-inspect <path> superblock | wal [--slot=N] | replies [--slot=N] | grid [--block=A]
+//                  | manifest [--verbose] | tables [--tree=<id|name>] [--level=N] [--json]
 
 import ArgumentParser
 import LedgerCommandLine
@@ -10,7 +11,7 @@ import LedgerKit
 import LedgerVSR
 
 enum Section: String, ExpressibleByArgument, CaseIterable {
-    case superblock, wal, replies, grid
+    case superblock, wal, replies, grid, manifest, tables
 }
 
 struct LedgerInspect: ParsableCommand {
@@ -22,6 +23,8 @@ struct LedgerInspect: ParsableCommand {
             wal         every WAL slot: redundant header, prepare, and the recovery verdict
             replies     the client-replies zone, one slot per session
             grid        the grid's extent; --block=A decodes one block
+            manifest    the checkpoint's manifest log, block by block, and the tables it replays to
+            tables      the live tables: key range, snapshots, values, index block, per tree and level
             The exit status is 0 when what was shown is intact, 1 when it shows damage a replica
             would repair (or refuse), 64 for bad arguments.
             """)
@@ -38,6 +41,15 @@ struct LedgerInspect: ParsableCommand {
     @Option(help: "grid: decode the block at this address (from 1).")
     var block: UInt64?
 
+    @Option(help: "tables: show one tree only (its id or name, e.g. 18 or transfersObject).")
+    var tree: String?
+
+    @Option(help: "tables: show one level only (0 ...).")
+    var level: Int?
+
+    @Flag(help: "manifest: list every block's events.")
+    var verbose = false
+
     @Flag(help: "Print JSON for scripts instead of text.")
     var json = false
 
@@ -47,6 +59,18 @@ struct LedgerInspect: ParsableCommand {
         }
         if block != nil && section != .grid {
             throw ValidationError("--block applies to grid only")
+        }
+        if (tree != nil || level != nil) && section != .tables {
+            throw ValidationError("--tree and --level apply to tables only")
+        }
+        if verbose && section != .manifest {
+            throw ValidationError("--verbose applies to manifest only")
+        }
+        if let tree, ManifestInspection.parseTree(tree) == nil {
+            throw ValidationError("--tree must be a tree id (0...65535) or a tree name, got \(tree)")
+        }
+        if let level, !(0..<Constants.lsmLevels).contains(level) {
+            throw ValidationError("--level must be between 0 and \(Constants.lsmLevels - 1), got \(level)")
         }
         let configuration = StorageConfiguration.production
         if let slot, section == .wal, !(0..<configuration.journalSlotCount).contains(slot) {
@@ -101,6 +125,15 @@ struct LedgerInspect: ParsableCommand {
             }
             lines = inspection.text()
             document = inspection.json()
+        case .manifest, .tables:
+            let superblock = try SuperblockInspection(reader: reader)
+            let inspection = try ManifestInspection(reader: reader, superblock: superblock.working)
+            healthy = inspection.isHealthy
+            let treeId = tree.flatMap { ManifestInspection.parseTree($0) }
+            lines = section == .manifest
+                ? inspection.manifestText(verbose: verbose) : inspection.tablesText(treeId: treeId, level: level)
+            document = section == .manifest
+                ? inspection.manifestJSON(verbose: verbose) : inspection.tablesJSON(treeId: treeId, level: level)
         }
         if reader.unreadableSectorCount > 0 {
             notes.append("warning: \(reader.unreadableSectorCount) sectors could not be read (EIO) and are shown as zeros")
