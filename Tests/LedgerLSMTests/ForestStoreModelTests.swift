@@ -230,3 +230,67 @@ struct ForestStoreModelTests {
         #expect(pair.replayed > 0, "seed \(seed): a restart replayed ops")
     }
 }
+
+extension ForestLedgerPair {
+    /// Prefetches and executes `request` on the forest only (no model, no beat): the reply, or
+    /// the prefetch's fault.
+    func executeOnForest(_ request: LedgerRequest) -> Result<[UInt8], ForestStoreFault> {
+        request.body.withUnsafeBytes { requestBuffer.copyMemory(from: $0) }
+        let body = UnsafeRawBufferPointer(rebasing: requestBuffer[0..<request.body.count])
+        let timestamp = model.prepare(operation: request.operation, body: body, realtime: realtime)
+        var prefetched: Result<Void, ForestStoreFault>?
+        machine.prefetch(operation: request.operation, body: body, timestamp: timestamp) { prefetched = $0 }
+        guard storage.run(until: { prefetched != nil }) else { preconditionFailure("the prefetch finishes") }
+        if case .failure(let fault) = prefetched! { return .failure(fault) }
+        let size = machine.execute(operation: request.operation, timestamp: timestamp, body: body, output: replyBuffer)
+        return .success(Array(UnsafeRawBufferPointer(rebasing: replyBuffer[0..<size])))
+    }
+}
+
+extension ForestStoreModelTests {
+    @Test("a corrupt grid block is reported by the prefetch, never returned as data")
+    func corruptBlockIsAFault() {
+        let pair = Self.run(seed: 5, ops: 120, crashPercent: 0)
+        #expect(pair.failure == nil, "\(pair.failure ?? "")")
+        let lookup = LedgerRequest(
+            operation: .lookupAccounts, body: LedgerWorkload.encode([pair.workload.accountIds], elementSize: 16))
+        // Before: the forest answers as the model does.
+        guard case .success(let before) = pair.executeOnForest(lookup) else {
+            Issue.record("the lookup answers before the corruption")
+            return
+        }
+        #expect(before.count > 128, "accounts were found")
+        // A new process (empty caches), then corrupt every index block of the accounts object
+        // tree and drop them from the block cache: accounts not in the memtables or the object
+        // cache must be read from the disk.
+        let fresh = ForestLedgerPair.reopen(pair)
+        let tree = fresh.store.accounts.objectTree
+        let tables = (0..<tree.manifest.levelCount).flatMap { level in
+            (0..<tree.manifest.level(level).count).map { tree.manifest.level(level).table(at: $0) }
+        }
+        #expect(!tables.isEmpty, "the accounts object tree has tables on the grid")
+        for table in tables {
+            fresh.storage.corruptSector(zone: .grid, offset: fresh.layout.gridBlockOffset(address: table.address))
+            _ = fresh.store.forest.grid.cache.remove(table.address)
+        }
+        switch fresh.executeOnForest(lookup) {
+        case .success(let reply):
+            #expect(reply == before, "an answer after the corruption can only come from memory and must be the same")
+            Issue.record("the lookup of every account read no corrupt block")
+        case .failure(let fault):
+            guard case .groove(let treeId, .block) = fault else {
+                Issue.record("a block fault, not \(fault)")
+                return
+            }
+            #expect(treeId == TreeId.accountsObject.rawValue, "the fault names the accounts object tree")
+        }
+    }
+}
+
+extension ForestLedgerPair {
+    /// The same disk opened by a new store at the last checkpoint, replayed (empty caches).
+    static func reopen(_ pair: ForestLedgerPair) -> ForestLedgerPair {
+        if let error = pair.restart() { Issue.record("restart: \(error)") }
+        return pair
+    }
+}
