@@ -350,13 +350,15 @@ enum TreeKeyKind {
         switch TreeId(rawValue: treeId) {
         case .accountsObject: return Account.valueSize
         case .transfersObject: return Transfer.valueSize
+        case .transfersPendingObject: return TransferPendingRecord.valueSize
+        case .accountEventsObject: return AccountEventRecord.valueSize
         default: break
         }
         switch TreeKeyKind(treeId: treeId) {
         case .id: return IdTreeValue.valueSize
         case .composite64: return CompositeKey64.valueSize
         case .composite128: return CompositeKey128.valueSize
-        case .timestamp, .unknown: return nil  // Object trees of other value types.
+        case .timestamp, .unknown: return nil  // Trees this release does not have.
         }
     }
 
