@@ -213,7 +213,11 @@ public final class ForestStore<S: Storage>: LedgerStore {
     }
 
     public func pendingStatus(transferAt index: Int) -> PendingStatus {
-        transfersPending.get(timestamp: UInt64(index))?.status ?? .none
+        guard let record = transfersPending.get(timestamp: UInt64(index)) else { return .none }
+        guard let status = record.status else {
+            preconditionFailure("a stored pending status decodes (its block verified)")
+        }
+        return status
     }
 
     public func setPendingStatus(transferAt index: Int, _ status: PendingStatus) {
