@@ -19,7 +19,13 @@ import LedgerStateMachine
 //                     post, void or expiry)
 //
 // The object caches (`cache…`) are the resident objects between batches, in objects (whole
-// sets of 16); the grid's block cache is `cacheGridBlocks` blocks.
+// sets of 16); the id'd grooves' id caches likewise in ids; the grid's block cache is
+// `cacheGridBlocks` blocks.
+//
+// Object-tree scans are capped (`GrooveConfiguration.objectScanValuesMax`, objects are never
+// deleted): `Constants.queryResultsMax` (a query's limit; ForestQuery scans 64-object chunks)
+// for accounts, transfers and pending statuses, `Constants.changeEventsMax` for account events
+// (the change-events scan). The expiry tree has tombstones and stays uncapped (16 B values).
 
 public struct ForestStoreConfiguration: Sendable, Equatable {
     public var accounts: GrooveConfiguration
@@ -38,20 +44,34 @@ public struct ForestStoreConfiguration: Sendable, Equatable {
         public var transfersPending: Int
         public var accountEvents: Int
         public var gridBlocks: Int
+        /// Id → timestamp caches of the id'd grooves (ids; whole sets of 16; 0: none).
+        public var accountIds: Int
+        public var transferIds: Int
 
-        public init(accounts: Int, transfers: Int, transfersPending: Int, accountEvents: Int, gridBlocks: Int) {
+        /// `accountIds` / `transferIds` nil: as many ids as the object cache holds objects.
+        public init(
+            accounts: Int, transfers: Int, transfersPending: Int, accountEvents: Int, gridBlocks: Int,
+            accountIds: Int? = nil, transferIds: Int? = nil
+        ) {
             self.accounts = accounts
             self.transfers = transfers
             self.transfersPending = transfersPending
             self.accountEvents = accountEvents
             self.gridBlocks = gridBlocks
+            self.accountIds = accountIds ?? accounts
+            self.transferIds = transferIds ?? transfers
         }
 
         /// Production defaults: 64 Ki accounts (8 MiB), 64 Ki transfers (8 MiB), 64 Ki pending
         /// statuses (1 MiB), no account-event cache (events are read by scans, which do not use
-        /// it), and 1 GiB of grid blocks at 512 KiB (2048 blocks).
+        /// it), and 1 GiB of grid blocks at 512 KiB (2048 blocks). Id caches: 256 Ki account ids
+        /// (8.5 MiB, the account cache's memory: ids are a quarter of an account's size; a
+        /// 16-way cache holds a working set of ~40 % of its capacity with almost no misses, so
+        /// 100 k accounts fit where 64 Ki ids thrash under a cyclic sweep), 64 Ki transfer ids
+        /// (2.1 MiB: most transfer ids a batch names are new, which the cache cannot answer).
         public static let production = Caches(
-            accounts: 1 << 16, transfers: 1 << 16, transfersPending: 1 << 16, accountEvents: 0, gridBlocks: 2048)
+            accounts: 1 << 16, transfers: 1 << 16, transfersPending: 1 << 16, accountEvents: 0, gridBlocks: 2048,
+            accountIds: 1 << 18, transferIds: 1 << 16)
     }
 
     /// The configuration for a data file of `storage`'s geometry; `batchEventsMax` and
@@ -67,26 +87,29 @@ public struct ForestStoreConfiguration: Sendable, Equatable {
             levelCount: levelCount, growthFactor: growthFactor,
             tablesMax: tablesMax ?? ForestStoreConfiguration.levelTablesMaxDefault)
         func groove(
-            _ object: TreeId, _ id: TreeId?, _ indexes: [UInt16], changes: Int, prefetch: Int, cache: Int
+            _ object: TreeId, _ id: TreeId?, _ indexes: [UInt16], changes: Int, prefetch: Int, cache: Int,
+            idCache: Int = 0, objectScanValuesMax: Int = Constants.queryResultsMax
         ) -> GrooveConfiguration {
             GrooveConfiguration(
                 objectTreeId: object.rawValue, idTreeId: id?.rawValue, indexTreeIds: indexes,
                 changesPerBeatMax: changes, prefetchEntriesMax: prefetch, cacheCapacity: cache,
                 compactionOps: storage.lsmCompactionOps, manifest: manifest, blockSize: storage.blockSize,
-                lookupsMax: lookupsMax)
+                lookupsMax: lookupsMax, idCacheCapacity: idCache, objectScanValuesMax: objectScanValuesMax)
         }
         let e = expiriesMax
         // Prefetch entries count ids and the timestamps they resolve to (Groove.swift), so twice.
         accounts = groove(
             .accountsObject, .accountsId, GrooveIndex<Account>.accounts().map(\.treeId),
-            changes: 2 * e, prefetch: 2 * (4 * e + e), cache: caches.accounts)
+            changes: 2 * e, prefetch: 2 * (4 * e + e), cache: caches.accounts, idCache: caches.accountIds)
         transfers = groove(
             .transfersObject, .transfersId, GrooveIndex<Transfer>.transfers().map(\.treeId),
-            changes: batchEventsMax, prefetch: 2 * (2 * e + e), cache: caches.transfers)
+            changes: batchEventsMax, prefetch: 2 * (2 * e + e), cache: caches.transfers, idCache: caches.transferIds)
         transfersPending = groove(
             .transfersPendingObject, nil, [], changes: e, prefetch: e, cache: caches.transfersPending)
+        // The change-events scan is the account-events object tree's only scan.
         accountEvents = groove(
-            .accountEventsObject, nil, [], changes: e, prefetch: e, cache: caches.accountEvents)
+            .accountEventsObject, nil, [], changes: e, prefetch: e, cache: caches.accountEvents,
+            objectScanValuesMax: Constants.changeEventsMax)
         expiries = TreeConfiguration(
             valuesPerBeatMax: e, compactionOps: storage.lsmCompactionOps, manifest: manifest,
             blockSize: storage.blockSize, lookupsMax: lookupsMax)

@@ -72,25 +72,49 @@ public struct TreeConfiguration: Sendable, Equatable {
     public var blockSize: Int
     /// Lookups in flight at once.
     public var lookupsMax: Int
+    /// The largest scan `limit` of a tree whose values are never tombstones (object trees),
+    /// which bounds a scan's memtable copy (TreeScan.swift); nil: any limit, and a copy of both
+    /// memtables (trees with tombstones: a tombstone in range takes a copy slot and hides no
+    /// result, so only both memtables bound the copy).
+    public var scanValuesMax: Int?
 
     public init(
         valuesPerBeatMax: Int, compactionOps: Int, manifest: ManifestConfiguration, blockSize: Int,
-        lookupsMax: Int = 16
+        lookupsMax: Int = 16, scanValuesMax: Int? = nil
     ) {
         precondition(valuesPerBeatMax >= 1, "a beat may put a value")
         precondition(compactionOps >= 2, "a bar has two halves")
         precondition(compactionOps % 2 == 0, "a bar has two equal halves")
         precondition(lookupsMax >= 1, "a tree serves a lookup")
+        if let scanValuesMax { precondition(scanValuesMax >= 1, "a capped scan may return a value") }
         self.valuesPerBeatMax = valuesPerBeatMax
         self.compactionOps = compactionOps
         self.manifest = manifest
         self.blockSize = blockSize
         self.lookupsMax = lookupsMax
+        self.scanValuesMax = scanValuesMax
     }
 
     /// Values one memtable holds: one bar of puts.
     public var memtableCapacity: Int { compactionOps * valuesPerBeatMax }
     public var halfBarBeats: Int { compactionOps / 2 }
+
+    /// Values a scan context's memtable copy holds: both memtables, or fewer with a cap (a
+    /// tombstone-free copy stops after `limit` ≤ `scanValuesMax` values).
+    public var scanCopyValuesMax: Int {
+        let memtables = 2 * memtableCapacity
+        guard let scanValuesMax else { return memtables }
+        return min(scanValuesMax, memtables)
+    }
+
+    /// Bytes of one scan context of a tree of `Value`s (TreeScan.swift, "Memory per scan
+    /// context"): the memtable copy, two blocks per level, and the memtable run cursors.
+    public func scanContextBytes<Value: TreeValue>(_ type: Value.Type) -> Int {
+        let copy = scanCopyValuesMax * Value.valueSize
+        let blocks = 2 * manifest.levelCount * blockSize
+        let runCursors = 2 * 2 * compactionOps * MemoryLayout<Int>.stride
+        return copy + blocks + runCursors
+    }
 
     /// Value blocks per table: a memtable's worth, bounded by what an index block names.
     public func valueBlocksMax<Value: TreeValue>(_ type: Value.Type) -> Int {

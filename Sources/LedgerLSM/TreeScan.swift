@@ -42,13 +42,26 @@ import LedgerKit
 // (within the block, or against the level's previous block) is `.corrupt`, never a trap in the
 // merge's order precondition.
 //
-// Memory per scan context (allocated at a tree's first scan, never after): the memtable copy,
-// 2 × memtable capacity values; 2 blocks per level (the current index and value block, since a
-// grid block is only valid inside its callback); small per-level cursors. Testing (4 KiB
-// blocks, 7 levels): 2 × capacity × value size + 56 KiB per context. Production: the memtable
-// copy dominates for big values (a transfers-object tree would need 64 MiB), so the pool is
-// small (`Tree.scansMax`) and only trees that scan (index trees, 16-byte values: 8 MiB plus
-// 7 MiB of blocks) ever allocate it.
+// Memory per scan context (allocated at a tree's first scan, never after; `TreeConfiguration.
+// scanContextBytes`): the memtable copy; 2 blocks per level (the current index and value block,
+// since a grid block is only valid inside its callback); small per-level cursors. The copy holds
+// both memtables (2 × memtable capacity values) in a tree with tombstones, since a tombstone in
+// range takes a slot and counts toward no result. A tree whose values are never tombstones (the
+// grooves' object trees) sets `TreeConfiguration.scanValuesMax`: its copy is all live values, so
+// it stops after `limit` ≤ scanValuesMax values and holds no more; `scan` checks the limit, and
+// a tombstone met in such a copy is a broken invariant (precondition).
+//
+// Testing (4 KiB blocks, 7 levels): copy + 56 KiB per context. Production (512 KiB blocks,
+// 7 levels: 7 MiB of blocks), `Tree.scansMax` = 2 contexts per tree, copy before → after:
+//   transfers object (128 B)     2 × 262 k values = 64 MiB → `Constants.queryResultsMax`
+//                                (8189, a query's limit) = 1 MiB
+//   accounts object (128 B)      2 × 524 k values = 128 MiB → 8189 values = 1 MiB
+//   account events (256 B)       2 × 262 k values = 128 MiB → `Constants.changeEventsMax`
+//                                (2730, a change-events reply) = 683 KiB
+//   index trees (16/32 B), the expiry tree: uncapped (tombstones): 8 MiB (expiries) to
+//                                64 MiB (accounts' u128 indexes).
+// So an object tree's context is now mostly its 7 MiB of blocks.
+// (ScanCopyCapTests computes these from the production `ForestStoreConfiguration`.)
 
 /// The outcome of a tree scan.
 public enum TreeScanResult: Equatable, Sendable {
@@ -83,7 +96,8 @@ final class TreeScanContext<Value: TreeValue> {
     /// The memtables' newest values in range (tombstones included), ascending: at the front
     /// for an ascending scan, at the back for a descending one.
     let memtableValues: UnsafeMutablePointer<Value>
-    /// Both memtables' worth: the copy never holds more.
+    /// Both memtables' worth (the copy never holds more), or the tree's `scanValuesMax` when
+    /// its values are never tombstones (the copy then stops after `limit` ≤ that many).
     let memtableValuesMax: Int
     /// Per memtable run (the immutable memtable, then the mutable one's runs, oldest first):
     /// next position and end (exclusive, in the scan's direction), while merging the runs.
@@ -112,9 +126,10 @@ final class TreeScanContext<Value: TreeValue> {
     var isReadPending = false
     var isStepping = false
 
-    init(levelCount: Int, blockSize: Int, memtableCapacity: Int, runsMax: Int) {
+    init(levelCount: Int, blockSize: Int, memtableValuesMax: Int, runsMax: Int) {
+        precondition(memtableValuesMax >= 1, "a scan context copies a value")
         self.blockSize = blockSize
-        memtableValuesMax = 2 * memtableCapacity
+        self.memtableValuesMax = memtableValuesMax
         self.runsMax = 2 * runsMax
         memtableValues = .allocate(capacity: memtableValuesMax)
         runCursors = .allocate(capacity: 2 * runsMax)
@@ -181,6 +196,9 @@ extension Tree {
     ) {
         precondition(limit >= 0, "a scan limit is not negative")
         precondition(limit <= output.count, "the scan output holds limit values")
+        if let cap = configuration.scanValuesMax {
+            precondition(limit <= cap, "a capped tree's scan limit is at most scanValuesMax (its memtable copy)")
+        }
         if limit == 0 || keyMax < keyMin {
             callback(.done(0))
             return
@@ -228,7 +246,7 @@ extension Tree {
         let contexts = (0..<Self.scansMax).map { _ in
             TreeScanContext<Value>(
                 levelCount: levelCount, blockSize: configuration.blockSize,
-                memtableCapacity: configuration.memtableCapacity, runsMax: configuration.compactionOps)
+                memtableValuesMax: configuration.scanCopyValuesMax, runsMax: configuration.compactionOps)
         }
         let pool = TreeScans<Value, S>(contexts: contexts)
         pool.readCallbacks = (0..<Self.scansMax).map { slot in
@@ -293,7 +311,11 @@ extension Tree {
                 bestValue = value
             }
             guard let value = bestValue, best >= 0 else { break }
-            precondition(out < context.memtableValuesMax, "the memtable copy fits both memtables")
+            if value.isTombstone {
+                // A capped copy is sized for `limit` live values only.
+                precondition(!isScanCapped, "a tree with scanValuesMax holds no tombstones (object trees are never deleted from)")
+            }
+            precondition(out < context.memtableValuesMax, "the memtable copy fits both memtables, or a capped scan's limit")
             context.memtableValues[ascending ? out : context.memtableValuesMax - 1 - out] = value
             out += 1
             if !value.isTombstone { live += 1 }
@@ -306,6 +328,9 @@ extension Tree {
         let start = ascending ? context.memtableValues : context.memtableValues + (context.memtableValuesMax - out)
         return UnsafeBufferPointer(start: start, count: out)
     }
+
+    /// Whether the tree's scans copy at most `scanValuesMax` memtable values (no tombstones).
+    private var isScanCapped: Bool { configuration.scanValuesMax != nil }
 
     /// The first position in ascending `values` whose key is above `key`.
     static func scanUpperBound(_ values: UnsafeBufferPointer<Value>, _ key: Value.Key) -> Int {
