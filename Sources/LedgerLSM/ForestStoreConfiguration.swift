@@ -9,8 +9,12 @@ import LedgerStateMachine
 //
 //   accounts          changes ≤ 2E (every transfer or expiry updates two accounts; an account
 //                     changed twice is put twice); prefetch ≤ 4E ids (a transfer's two
-//                     accounts and its pending transfer's two) plus timestamps
-//   transfers         changes ≤ B (inserts; failed ids are put into the id tree); prefetch ≤ 2E
+//                     accounts and its pending transfer's two) plus timestamps; index puts
+//                     ≤ 2E (inserts ≤ B in create_accounts; afterwards only the `closed` flag
+//                     changes, one put or tombstone per account a transfer or expiry closes or
+//                     reopens, at most two per event)
+//   transfers         changes ≤ B (inserts; failed ids are put into the id tree; index puts
+//                     ≤ B: transfers never change after insert); prefetch ≤ 2E
 //                     ids (the transfer and its pending transfer) plus E timestamps
 //   transfers pending changes ≤ E (an insert per pending transfer or an update per post, void
 //                     or expiry); prefetch ≤ E timestamps
@@ -88,22 +92,25 @@ public struct ForestStoreConfiguration: Sendable, Equatable {
             tablesMax: tablesMax ?? ForestStoreConfiguration.levelTablesMaxDefault)
         func groove(
             _ object: TreeId, _ id: TreeId?, _ indexes: [UInt16], changes: Int, prefetch: Int, cache: Int,
-            idCache: Int = 0, objectScanValuesMax: Int = Constants.queryResultsMax
+            idCache: Int = 0, objectScanValuesMax: Int = Constants.queryResultsMax, indexPuts: Int? = nil
         ) -> GrooveConfiguration {
             GrooveConfiguration(
                 objectTreeId: object.rawValue, idTreeId: id?.rawValue, indexTreeIds: indexes,
                 changesPerBeatMax: changes, prefetchEntriesMax: prefetch, cacheCapacity: cache,
                 compactionOps: storage.lsmCompactionOps, manifest: manifest, blockSize: storage.blockSize,
-                lookupsMax: lookupsMax, idCacheCapacity: idCache, objectScanValuesMax: objectScanValuesMax)
+                lookupsMax: lookupsMax, idCacheCapacity: idCache, objectScanValuesMax: objectScanValuesMax,
+                indexPutsPerBeatMax: indexPuts)
         }
         let e = expiriesMax
         // Prefetch entries count ids and the timestamps they resolve to (Groove.swift), so twice.
         accounts = groove(
             .accountsObject, .accountsId, GrooveIndex<Account>.accounts().map(\.treeId),
-            changes: 2 * e, prefetch: 2 * (4 * e + e), cache: caches.accounts, idCache: caches.accountIds)
+            changes: 2 * e, prefetch: 2 * (4 * e + e), cache: caches.accounts, idCache: caches.accountIds,
+            indexPuts: 2 * e)
         transfers = groove(
             .transfersObject, .transfersId, GrooveIndex<Transfer>.transfers().map(\.treeId),
-            changes: batchEventsMax, prefetch: 2 * (2 * e + e), cache: caches.transfers, idCache: caches.transferIds)
+            changes: batchEventsMax, prefetch: 2 * (2 * e + e), cache: caches.transfers, idCache: caches.transferIds,
+            indexPuts: batchEventsMax)
         transfersPending = groove(
             .transfersPendingObject, nil, [], changes: e, prefetch: e, cache: caches.transfersPending)
         // The change-events scan is the account-events object tree's only scan.

@@ -112,6 +112,12 @@ public struct GrooveConfiguration: Sendable, Equatable {
     /// The largest object-tree scan limit (the object tree's `scanValuesMax`: objects are never
     /// deleted, so a scan copies at most this many memtable values); nil: uncapped.
     public var objectScanValuesMax: Int?
+    /// Puts one batch makes into one index tree at most: by default two per change (an update
+    /// that changes a derived key tombstones the old one and puts the new one). A groove whose
+    /// objects never change an indexed field after insert (transfers), or change at most a flag
+    /// (accounts: `closed`, one put or tombstone per change), passes a tighter bound: each index
+    /// tree's two memtables are sized from it.
+    public var indexPutsPerBeatMax: Int
     public var compactionOps: Int
     public var manifest: ManifestConfiguration
     public var blockSize: Int
@@ -121,7 +127,7 @@ public struct GrooveConfiguration: Sendable, Equatable {
         objectTreeId: UInt16, idTreeId: UInt16?, indexTreeIds: [UInt16], changesPerBeatMax: Int,
         prefetchEntriesMax: Int, cacheCapacity: Int, compactionOps: Int, manifest: ManifestConfiguration,
         blockSize: Int, lookupsMax: Int = 16, idCacheCapacity: Int? = nil,
-        objectScanValuesMax: Int? = Constants.queryResultsMax
+        objectScanValuesMax: Int? = Constants.queryResultsMax, indexPutsPerBeatMax: Int? = nil
     ) {
         precondition(changesPerBeatMax >= 1, "a batch may change an object")
         precondition(prefetchEntriesMax >= 1, "a batch may prefetch an object")
@@ -136,6 +142,8 @@ public struct GrooveConfiguration: Sendable, Equatable {
         self.cacheCapacity = cacheCapacity
         self.idCacheCapacity = idCacheCapacity
         self.objectScanValuesMax = objectScanValuesMax
+        self.indexPutsPerBeatMax = indexPutsPerBeatMax ?? 2 * changesPerBeatMax
+        precondition(self.indexPutsPerBeatMax >= 1, "a batch may put an index key")
         self.compactionOps = compactionOps
         self.manifest = manifest
         self.blockSize = blockSize
@@ -154,8 +162,8 @@ public struct GrooveConfiguration: Sendable, Equatable {
     }
     /// The id tree takes one put per insert or orphaned id.
     public var idTree: TreeConfiguration { tree(valuesPerBeatMax: changesPerBeatMax) }
-    /// An index tree takes up to two puts per change (an update's tombstone and new key).
-    public var indexTree: TreeConfiguration { tree(valuesPerBeatMax: 2 * changesPerBeatMax) }
+    /// An index tree takes `indexPutsPerBeatMax` puts per beat.
+    public var indexTree: TreeConfiguration { tree(valuesPerBeatMax: indexPutsPerBeatMax) }
 
     /// The groove's trees in registration order: id (if any), indexes (as declared), object.
     public var treeConfigurations: [TreeConfiguration] {
