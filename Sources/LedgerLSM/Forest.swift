@@ -28,7 +28,8 @@ import LedgerKit
 //
 //   1. The trigger's beat, then its half-bar end; the log flush seals the open block even if
 //      partial (addresses from the log's reservation, acquired before the free set is encoded).
-//   2. Once the flush is durable: `FreeSetTrailers.write` (its own session; requires the
+//   2. Once the flush is durable: the host's trailer (`checkpointTrailerWrite`: the client
+//      sessions), then `FreeSetTrailers.write` (its own session; requires the
 //      previous checkpoint durable), then `markCheckpointNotDurable` and the release of both
 //      trailer chains (pending: freed once the checkpoint after this one is durable).
 //   3. The beat calls back with a `ForestCheckpoint`: what the superblock's `CheckpointState`
@@ -247,6 +248,9 @@ public final class Forest<S: Storage> {
     private var flushIsSynchronous = false
     private var flushDoneSynchronously = false
     private var flushDoneCallback: () -> Void = {}
+    private var hostTrailerIsSynchronous = false
+    private var hostTrailerDoneSynchronously = false
+    private var hostTrailerDoneCallback: () -> Void = {}
     private var trailersAreSynchronous = false
     private var trailersDoneSynchronously = false
     private var trailersDoneCallback: () -> Void = {}
@@ -290,7 +294,17 @@ public final class Forest<S: Storage> {
         logCompactCallback = { [unowned self] error in self.logCompactDone(error) }
         flushDoneCallback = { [unowned self] in self.flushDone() }
         trailersDoneCallback = { [unowned self] in self.trailersDone() }
+        hostTrailerDoneCallback = { [unowned self] in self.hostTrailerDone() }
     }
+
+    /// The host's own checkpoint trailer (the replica's client sessions, storage spec §6),
+    /// written at each checkpoint trigger once the manifest log is flushed and before the free
+    /// set is encoded, outside any reservation session: the blocks it acquires (in a session of
+    /// its own) are then acquired in the encoding, as `CheckpointTrailer`'s protocol requires.
+    /// It gets the trigger op (the blocks' snapshot) and a callback to run once its blocks are
+    /// durable (not before it returns); returning false means the grid has no room for them
+    /// (the beat then fails with `.gridFull`). Nil: no host trailer.
+    public var checkpointTrailerWrite: ((_ snapshot: UInt64, _ done: @escaping () -> Void) -> Bool)?
 
     /// Adds the next tree of `configuration.trees` (built on this forest's grid and free set),
     /// before the first beat or `open`.
@@ -461,7 +475,7 @@ public final class Forest<S: Storage> {
         freeSet.closeReservations()
         // An opened forest counts from zero here (see the header).
         logSealedMark = logSealedTotal
-        if flushDoneSynchronously { writeTrailers() }
+        if flushDoneSynchronously { writeHostTrailer() }
     }
 
     // MARK: Checkpoint
@@ -469,6 +483,29 @@ public final class Forest<S: Storage> {
     private func flushDone() {
         if flushIsSynchronous {
             flushDoneSynchronously = true
+            return
+        }
+        writeHostTrailer()
+    }
+
+    /// The host's trailer first (its blocks must be in the free set's encoding), then ours.
+    private func writeHostTrailer() {
+        guard let write = checkpointTrailerWrite else { return writeTrailers() }
+        hostTrailerIsSynchronous = true
+        hostTrailerDoneSynchronously = false
+        let started = write(beatOp, hostTrailerDoneCallback)
+        hostTrailerIsSynchronous = false
+        guard started else {
+            isCheckpointing = false
+            fault = .gridFull
+            return finishBeat(.failure(.gridFull))
+        }
+        if hostTrailerDoneSynchronously { writeTrailers() }
+    }
+
+    private func hostTrailerDone() {
+        if hostTrailerIsSynchronous {
+            hostTrailerDoneSynchronously = true
             return
         }
         writeTrailers()

@@ -67,6 +67,16 @@ public final class StateMachine<Store: LedgerStore> {
         return prepareTimestamp
     }
 
+    /// Moves the timestamps forward (never back) without executing: a host restoring them at
+    /// restart (from the last replayed op's header), or committing an op the state machine
+    /// does not execute (a session `register`), so later timestamps stay above it.
+    public func advanceTimestamps(prepare: UInt64, commit: UInt64) {
+        precondition(prepare <= Constants.timestampMax, "timestamps stay below 2^63")
+        precondition(commit <= Constants.timestampMax, "timestamps stay below 2^63")
+        prepareTimestamp = max(prepareTimestamp, prepare)
+        commitTimestamp = max(commitTimestamp, commit)
+    }
+
     // MARK: Request validation (wire spec §7.4)
 
     /// Whether a request body is well formed for `operation`: multi-batch encoding, batch
