@@ -3,8 +3,8 @@
 import Glibc
 
 let usage = """
-    usage: ledger-benchmark [state-machine | checksum | lsm | wal | all] [--batches=N] [--accounts=N]
-                            [--directory=PATH] [--prepares=N]
+    usage: ledger-benchmark [state-machine | checksum | lsm | wal | forest | all] [--batches=N] [--accounts=N]
+                            [--directory=PATH] [--prepares=N] [--transfers=N] [--lookup-batches=N]
       state-machine  prefetch+execute throughput of create_transfers batches of 8189 over
                      10 000 and 1 000 000 accounts, batch latency, heap allocations per batch
       checksum       AEGIS-128L checksum throughput (1 MiB) and latency (128 and 240 bytes)
@@ -12,11 +12,18 @@ let usage = """
                      each (object tree and index tree), then random lookups
       wal            1 MiB prepares appended through the journal (io_uring, O_DIRECT|O_DSYNC)
                      against a pwrite+fdatasync loop on the same file: MiB/s and ratio
+      forest         the state machine on the LSM forest on a real file (production geometry and
+                     caches): N accounts, then transfers in batches of 8189 with a compaction
+                     beat and checkpoints; transfers/s, batch latency over time, lookups/s, RSS.
+                     Not part of `all` (10 M transfers take minutes and ~15 GiB of disk).
       --batches=N    timed batches per configuration (default 40; lsm: 250)
       --directory=PATH  where the wal benchmark creates its 1.1 GiB file (default: .);
                      must support direct IO (not tmpfs)
       --prepares=N   prepares per wal round (1...1000, default 300; 9 rounds)
-      --accounts=N   run the state-machine benchmark over N accounts only (2...10000000)
+      --accounts=N   run the state-machine benchmark over N accounts only (2...10000000);
+                     forest: accounts created (default 100000)
+      --transfers=N  forest: transfers created (default 10000000)
+      --lookup-batches=N  forest: lookup_transfers batches of 8189 random ids (default 10)
     """
 
 /// Writes one line to standard error (the `stderr` global is not concurrency-safe in Swift 6).
@@ -26,12 +33,18 @@ func printError(_ message: String) {
 }
 
 /// Parses the command line; prints one clear line and exits non-zero on bad arguments.
-func parseArguments() -> (workload: String, batches: Int, accounts: [Int], directory: String, prepares: Int) {
+func parseArguments() -> (
+    workload: String, batches: Int, accounts: [Int], directory: String, prepares: Int, transfers: Int,
+    lookupBatches: Int, accountsGiven: Bool
+) {
     var workload = "all"
     var directory = "."
     var prepares = 300
     var batches: Int? = nil
     var accounts = [10_000, 1_000_000]
+    var accountsGiven = false
+    var transfers = 10_000_000
+    var lookupBatches = 10
     for argument in CommandLine.arguments.dropFirst() {
         if argument == "--help" || argument == "-h" {
             print(usage)
@@ -48,6 +61,19 @@ func parseArguments() -> (workload: String, batches: Int, accounts: [Int], direc
                 exit(2)
             }
             accounts = [value]
+            accountsGiven = true
+        } else if argument.hasPrefix("--transfers=") {
+            guard let value = Int(argument.dropFirst("--transfers=".count)), value >= 1, value <= 100_000_000 else {
+                printError("ledger-benchmark: --transfers needs an integer in 1...100000000, got '\(argument)'")
+                exit(2)
+            }
+            transfers = value
+        } else if argument.hasPrefix("--lookup-batches=") {
+            guard let value = Int(argument.dropFirst("--lookup-batches=".count)), value >= 0, value <= 10_000 else {
+                printError("ledger-benchmark: --lookup-batches needs an integer in 0...10000, got '\(argument)'")
+                exit(2)
+            }
+            lookupBatches = value
         } else if argument.hasPrefix("--directory=") {
             directory = String(argument.dropFirst("--directory=".count))
             guard !directory.isEmpty else {
@@ -62,14 +88,14 @@ func parseArguments() -> (workload: String, batches: Int, accounts: [Int], direc
                 exit(2)
             }
             prepares = value
-        } else if ["state-machine", "checksum", "wal", "lsm", "all"].contains(argument) {
+        } else if ["state-machine", "checksum", "wal", "lsm", "forest", "all"].contains(argument) {
             workload = argument
         } else {
             printError("ledger-benchmark: unknown argument '\(argument)' (see --help)")
             exit(2)
         }
     }
-    return (workload, batches ?? -1, accounts, directory, prepares)
+    return (workload, batches ?? -1, accounts, directory, prepares, transfers, lookupBatches, accountsGiven)
 }
 
 let arguments = parseArguments()
@@ -87,4 +113,9 @@ if arguments.workload == "lsm" || arguments.workload == "all" {
 }
 if arguments.workload == "wal" || arguments.workload == "all" {
     runWALBenchmark(directory: arguments.directory, prepareCount: arguments.prepares, inFlight: 8, rounds: 9)
+}
+if arguments.workload == "forest" {
+    runForestBenchmark(
+        directory: arguments.directory, transferCount: arguments.transfers,
+        accountCount: arguments.accountsGiven ? arguments.accounts[0] : 100_000, lookupBatches: arguments.lookupBatches)
 }
