@@ -40,6 +40,8 @@ public struct ForestStoreConfiguration: Sendable, Equatable {
     public var cacheGridBlocks: Int
     public var gridReadsMax: Int
     public var manifestLogBlocksMax: Int
+    /// Distinct tables the manifest log tracks (live, or removed with events still in the log).
+    public var manifestLogTablesMax: Int
 
     /// Object cache sizes (objects) and the block cache (blocks).
     public struct Caches: Sendable, Equatable {
@@ -66,7 +68,8 @@ public struct ForestStoreConfiguration: Sendable, Equatable {
             self.transferIds = transferIds ?? transfers
         }
 
-        /// Production defaults: 64 Ki accounts (8 MiB), 64 Ki transfers (8 MiB), 64 Ki pending
+        /// Production defaults: 256 Ki accounts (32 MiB: a working set of 100 k accounts stays
+        /// resident; 64 Ki made most account reads go to the trees), 64 Ki transfers (8 MiB), 64 Ki pending
         /// statuses (1 MiB), no account-event cache (events are read by scans, which do not use
         /// it), and 1 GiB of grid blocks at 512 KiB (2048 blocks). Id caches: 256 Ki account ids
         /// (8.5 MiB, the account cache's memory: ids are a quarter of an account's size; a
@@ -74,7 +77,7 @@ public struct ForestStoreConfiguration: Sendable, Equatable {
         /// 100 k accounts fit where 64 Ki ids thrash under a cyclic sweep), 64 Ki transfer ids
         /// (2.1 MiB: most transfer ids a batch names are new, which the cache cannot answer).
         public static let production = Caches(
-            accounts: 1 << 16, transfers: 1 << 16, transfersPending: 1 << 16, accountEvents: 0, gridBlocks: 2048,
+            accounts: 1 << 18, transfers: 1 << 16, transfersPending: 1 << 16, accountEvents: 0, gridBlocks: 2048,
             accountIds: 1 << 18, transferIds: 1 << 16)
     }
 
@@ -84,7 +87,8 @@ public struct ForestStoreConfiguration: Sendable, Equatable {
         storage: StorageConfiguration, caches: Caches, batchEventsMax: Int = Constants.batchEventsMax,
         expiriesMax: Int = Constants.pulseExpiriesMax, levelCount: Int = Constants.lsmLevels,
         growthFactor: Int = Constants.lsmGrowthFactor, tablesMax: Int? = nil, lookupsMax: Int = 16,
-        gridReadsMax: Int = 16, manifestLogBlocksMax: Int = 1024
+        gridReadsMax: Int = 16, manifestLogBlocksMax: Int = 1024,
+        manifestLogTablesMax: Int = ForestStoreConfiguration.manifestLogTablesMaxDefault
     ) {
         precondition(batchEventsMax >= 1 && expiriesMax >= batchEventsMax, "a pulse expires at least a batch")
         let manifest = ManifestConfiguration(
@@ -123,7 +127,14 @@ public struct ForestStoreConfiguration: Sendable, Equatable {
         cacheGridBlocks = caches.gridBlocks
         self.gridReadsMax = gridReadsMax
         self.manifestLogBlocksMax = manifestLogBlocksMax
+        self.manifestLogTablesMax = manifestLogTablesMax
     }
+
+    /// Tables the manifest log tracks by default: 256 Ki. A table holds a bar of one tree's
+    /// puts (up to 64 value blocks of 512 KiB for the transfers object tree), so this covers
+    /// terabytes of tables; the forest's own default (8 × every level's `tablesMax` of every
+    /// tree: 5.7 M tables here) reserved a 16 M-slot extent map, 0.8 GiB resident from start.
+    public static let manifestLogTablesMaxDefault = 1 << 18
 
     /// Tables one level's manifest storage holds (visible and retired): 4096 tables of one bar
     /// each is 8 G transfers in one level of the transfers object tree. The arrays are reserved,
@@ -146,6 +157,7 @@ public struct ForestStoreConfiguration: Sendable, Equatable {
         for tree in trees { reads += tree.lookupsMax + tree.jobsPerHalfBarMax }
         return ForestConfiguration(
             trees: trees, cacheBlocks: cacheGridBlocks, gridReadsMax: gridReadsMax,
-            gridReadQueueMax: max(64, reads - gridReadsMax), manifestLogBlocksMax: manifestLogBlocksMax)
+            gridReadQueueMax: max(64, reads - gridReadsMax), manifestLogBlocksMax: manifestLogBlocksMax,
+            manifestLogTablesMax: manifestLogTablesMax)
     }
 }

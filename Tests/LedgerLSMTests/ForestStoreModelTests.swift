@@ -26,7 +26,7 @@ final class ForestLedgerPair: ForestRunHarness {
             storage: storageConfiguration(),
             caches: .init(accounts: 32, transfers: 32, transfersPending: 16, accountEvents: 0, gridBlocks: 64),
             batchEventsMax: batchEventsMax, expiriesMax: expiriesMax, growthFactor: 4, tablesMax: 64, lookupsMax: 4,
-            gridReadsMax: 8)
+            gridReadsMax: 8, manifestLogTablesMax: 4096)
     }
 
     static func makeStorage(seed: UInt64, faults: Bool) -> SimulatedStorage {

@@ -27,7 +27,7 @@ final class DurableLedgerRun {
             storage: storageConfiguration(),
             caches: .init(accounts: 32, transfers: 32, transfersPending: 16, accountEvents: 0, gridBlocks: 64),
             batchEventsMax: batchEventsMax, expiriesMax: 256, growthFactor: 4, tablesMax: 64, lookupsMax: 4,
-            gridReadsMax: 8)
+            gridReadsMax: 8, manifestLogTablesMax: 4096)
     }
 
     /// A simulated data file formatted for one replica.
