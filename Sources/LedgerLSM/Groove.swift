@@ -49,7 +49,10 @@ import LedgerKit
 //
 // The groove remembers what prefetch learned about each id this batch (found at a timestamp,
 // absent, orphaned) in a map reserved at init and cleared per batch: the object cache is keyed
-// by timestamp, so the id → timestamp step must be answered without I/O during execute. Asking
+// by timestamp, so the id → timestamp step must be answered without I/O during execute. The
+// timestamps enqueued by timestamp go in a second map (whether the object tree lacked them).
+// Both are `GrooveBatchMap`s (open addressing, a cheap fixed hash, O(1) clear), not
+// `Dictionary`/`Set`: SipHash and the generic paths cost ~20 % of a forest batch's execute. Asking
 // for an id or timestamp that was not prefetched is a bug in the caller (precondition), which
 // is how "not prefetched" is told apart from "does not exist".
 //
@@ -208,13 +211,14 @@ public final class Groove<Object: GrooveObject, S: Storage> {
 
     // Prefetch state of the current batch (reserved at init, cleared by `prefetchStart`).
     private var ids: [UInt128] = []
-    private var idStates: [UInt128: IdState] = [:]
+    /// Every id of the batch: enqueued or changed (≤ prefetchEntriesMax + changesPerBeatMax).
+    private var idStates: GrooveBatchMap<UInt128, IdState>
     /// Timestamps to fetch from the object tree, with the id that named them (nil: enqueued by
     /// timestamp).
     private var objectQueue: [(timestamp: UInt64, id: UInt128?)] = []
-    /// Enqueued timestamps with no object (for `get(timestamp:)`'s "prefetched" check).
-    private var timestampsAbsent: Set<UInt64> = []
-    private var timestampsEnqueued: Set<UInt64> = []
+    /// Timestamps enqueued by timestamp → whether the object tree lacked them (for
+    /// `get(timestamp:)`'s "prefetched" check); one map, so enqueue and the check probe once.
+    private var timestamps: GrooveBatchMap<UInt64, Bool>
     private var idNext = 0
     /// Whether `ids[idNext]` missed the id cache already (it then goes to the id tree).
     private var idNextMissedCache = false
@@ -273,10 +277,9 @@ public final class Groove<Object: GrooveObject, S: Storage> {
         let entries = configuration.prefetchEntriesMax
         ids.reserveCapacity(entries)
         // Changes of the batch record their ids too.
-        idStates.reserveCapacity(entries + configuration.changesPerBeatMax)
+        idStates = GrooveBatchMap(capacity: entries + configuration.changesPerBeatMax)
         objectQueue.reserveCapacity(entries)
-        timestampsAbsent.reserveCapacity(entries)
-        timestampsEnqueued.reserveCapacity(entries)
+        timestamps = GrooveBatchMap(capacity: entries)
         idUndoIds.reserveCapacity(configuration.changesPerBeatMax)
         idUndoStates.reserveCapacity(configuration.changesPerBeatMax)
         let lookups = configuration.lookupsMax
@@ -362,14 +365,16 @@ public final class Groove<Object: GrooveObject, S: Storage> {
     }
 
     private func recordId(_ id: UInt128, _ state: IdState) {
-        precondition(idStates[id] != nil || idStates.count < configuration.prefetchEntriesMax + configuration.changesPerBeatMax,
-                     "a batch names at most prefetchEntriesMax + changesPerBeatMax ids")
         if scopeIsActive {
             precondition(idUndoIds.count < configuration.changesPerBeatMax, "a scope changes at most changesPerBeatMax ids")
-            idUndoIds.append(id)
-            idUndoStates.append(idStates[id])
         }
-        idStates[id] = state
+        // The map holds prefetchEntriesMax + changesPerBeatMax ids: a batch names no more
+        // (its put traps past its capacity).
+        let previous = idStates.put(id, state)
+        if scopeIsActive {
+            idUndoIds.append(id)
+            idUndoStates.append(previous)
+        }
     }
 
     /// The id tree; trapping on an id-less groove, where asking for ids is a bug.
@@ -416,9 +421,9 @@ public final class Groove<Object: GrooveObject, S: Storage> {
             for offset in 0..<idUndoIds.count {
                 let entry = idUndoIds.count - 1 - offset
                 if let state = idUndoStates[entry] {
-                    idStates[idUndoIds[entry]] = state
+                    idStates.put(idUndoIds[entry], state)
                 } else {
-                    idStates.removeValue(forKey: idUndoIds[entry])
+                    idStates.remove(idUndoIds[entry])
                 }
             }
         }
@@ -436,10 +441,9 @@ public final class Groove<Object: GrooveObject, S: Storage> {
         cache.compact()
         idCache?.compact()
         ids.removeAll(keepingCapacity: true)
-        idStates.removeAll(keepingCapacity: true)
+        idStates.removeAll()
         objectQueue.removeAll(keepingCapacity: true)
-        timestampsAbsent.removeAll(keepingCapacity: true)
-        timestampsEnqueued.removeAll(keepingCapacity: true)
+        timestamps.removeAll()
         idNext = 0
         idNextMissedCache = false
         objectNext = 0
@@ -451,17 +455,17 @@ public final class Groove<Object: GrooveObject, S: Storage> {
     public func prefetchEnqueue(id: UInt128) {
         precondition(!isPrefetching, "enqueue between prefetchStart and prefetch, or between rounds")
         _ = requireIdTree()
-        guard idStates[id] == nil else { return }
+        // One probe: inserts unless the batch named the id already.
+        guard idStates.insert(id, .pending) else { return }
         precondition(ids.count + objectQueue.count < configuration.prefetchEntriesMax,
                      "a batch prefetches at most prefetchEntriesMax entries")
-        idStates[id] = .pending
         ids.append(id)
     }
 
     /// Names an object the batch may touch by timestamp.
     public func prefetchEnqueue(timestamp: UInt64) {
         precondition(!isPrefetching, "enqueue between prefetchStart and prefetch, or between rounds")
-        guard timestampsEnqueued.insert(timestamp).inserted else { return }
+        guard timestamps.insert(timestamp, false) else { return }
         precondition(ids.count + objectQueue.count < configuration.prefetchEntriesMax,
                      "a batch prefetches at most prefetchEntriesMax entries")
         objectQueue.append((timestamp, nil))
@@ -510,7 +514,7 @@ public final class Groove<Object: GrooveObject, S: Storage> {
                 case .found(let value):
                     idCache?.upsert(value)
                     resolveId(id, value)
-                case .deleted: idStates[id] = .notFound
+                case .deleted: idStates.put(id, .notFound)
                 case .notInMemory:
                     idSlotKeys[slot] = id
                     idTree.lookup(id, callback: idCallbacks[slot])
@@ -548,10 +552,10 @@ public final class Groove<Object: GrooveObject, S: Storage> {
 
     private func resolveId(_ id: UInt128, _ value: IdTreeValue) {
         if value.isOrphaned {
-            idStates[id] = .orphaned(timestamp: value.timestamp)
+            idStates.put(id, .orphaned(timestamp: value.timestamp))
             return
         }
-        idStates[id] = .found(timestamp: value.timestamp)
+        idStates.put(id, .found(timestamp: value.timestamp))
         precondition(objectQueue.count < configuration.prefetchEntriesMax,
                      "ids and timestamps together are at most prefetchEntriesMax objects to fetch")
         objectQueue.append((value.timestamp, id))
@@ -564,7 +568,7 @@ public final class Groove<Object: GrooveObject, S: Storage> {
         case .found(let value):
             idCache?.upsert(value)
             resolveId(id, value)
-        case .notFound: idStates[id] = .notFound
+        case .notFound: idStates.put(id, .notFound)
         case .fault(let fault): noteFault(.block(treeId: requireIdTree().treeId, fault))
         case .corrupt(let error): noteFault(.corrupt(treeId: requireIdTree().treeId, error))
         }
@@ -580,7 +584,8 @@ public final class Groove<Object: GrooveObject, S: Storage> {
             if let id = entry.id {
                 noteFault(.idWithoutObject(id: id, timestamp: entry.timestamp))
             } else {
-                timestampsAbsent.insert(entry.timestamp)
+                let previous = timestamps.put(entry.timestamp, true)
+                precondition(previous == false, "a timestamp is looked up once, after its enqueue")
             }
         case .fault(let fault): noteFault(.block(treeId: objectTree.treeId, fault))
         case .corrupt(let error): noteFault(.corrupt(treeId: objectTree.treeId, error))
@@ -607,7 +612,7 @@ public final class Groove<Object: GrooveObject, S: Storage> {
     public func get(id: UInt128) -> Object? {
         precondition(isPrefetched, "gets follow a completed prefetch")
         _ = requireIdTree()
-        guard let state = idStates[id] else { preconditionFailure("get(id:) of an id not prefetched this batch") }
+        guard let state = idStates.get(id) else { preconditionFailure("get(id:) of an id not prefetched this batch") }
         switch state {
         case .pending: preconditionFailure("a completed prefetch resolved every id")
         case .notFound, .orphaned: return nil
@@ -624,7 +629,9 @@ public final class Groove<Object: GrooveObject, S: Storage> {
     public func get(timestamp: UInt64) -> Object? {
         precondition(isPrefetched, "gets follow a completed prefetch")
         if let object = cache.get(timestamp) { return object }
-        precondition(timestampsAbsent.contains(timestamp), "get(timestamp:) of a timestamp not prefetched this batch")
+        // Not in the cache: the object tree must have lacked it (`true`); a found object stays
+        // in the cache or its stash until the next batch.
+        precondition(timestamps.get(timestamp) == true, "get(timestamp:) of a timestamp not prefetched this batch")
         return nil
     }
 
@@ -632,7 +639,7 @@ public final class Groove<Object: GrooveObject, S: Storage> {
     public func isOrphaned(id: UInt128) -> Bool {
         precondition(isPrefetched, "orphaned ids are known after a completed prefetch")
         _ = requireIdTree()
-        guard let state = idStates[id] else { preconditionFailure("isOrphaned of an id not prefetched this batch") }
+        guard let state = idStates.get(id) else { preconditionFailure("isOrphaned of an id not prefetched this batch") }
         if case .orphaned = state { return true }
         return false
     }
