@@ -36,7 +36,10 @@ import LedgerStateMachine
 // holds.
 
 final class ForestStorePrefetcher<S: Storage> {
-    private unowned var store: ForestStore<S>!
+    /// The store that owns this prefetcher (and so outlives it). `unowned(unsafe)`: a checked
+    /// `unowned` reference cost a strong retain/release per access, 3.5 % of a create_transfers
+    /// batch's CPU in the forest benchmark (every name goes through it).
+    private unowned(unsafe) var store: ForestStore<S>!
 
     enum ScanKind: Equatable {
         case accounts(AccountQuery)
