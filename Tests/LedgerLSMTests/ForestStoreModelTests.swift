@@ -134,34 +134,7 @@ final class ForestLedgerPair: ForestRunHarness {
             failure = "op \(op): pulse schedule differs: forest next \(machine.pulseNextTimestamp), model \(entry.pulseNext)"
             return false
         }
-        var beat: Result<ForestCheckpoint?, ForestFault>?
-        store.compact(op: op) { beat = $0 }
-        if let crashTicks {
-            _ = storage.run(until: { beat != nil }, tickLimit: crashTicks)
-            if beat == nil {
-                storage.crash()
-                crashes += 1
-                return false
-            }
-        }
-        guard storage.run(until: { beat != nil }) else {
-            failure = "op \(op): the beat never finished"
-            return false
-        }
-        switch beat! {
-        case .failure(let fault):
-            failure = "op \(op): forest fault \(fault)"
-            return false
-        case .success(let checkpoint):
-            if let checkpoint {
-                superblock = checkpoint
-                checkpoints[checkpoint.op] = checkpoint
-                durableAtOp = op + durableDelay
-            }
-        }
-        committedOp = op
-        highestCommittedOp = max(highestCommittedOp, op)
-        return true
+        return runBeat(op, forest: store.forest, crashTicks: crashTicks)
     }
 
     private func firstDifference(_ a: [UInt8], _ b: [UInt8]) -> String {

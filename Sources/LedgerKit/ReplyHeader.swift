@@ -1,4 +1,3 @@
-import LedgerKit
 
 /// A reply (command 8, wire spec §4.5): the answer to one committed client request. The client
 /// sessions table keeps the latest one per client (spec §8), so a retried request gets the same
