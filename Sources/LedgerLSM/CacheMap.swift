@@ -179,6 +179,88 @@ public final class CacheMap<Value: TreeValue> {
         }
     }
 
+    // MARK: Slot hints (execute's "find once, then read and write in place")
+
+    /// Where a value was found: a cache slot (≥ 0) or a stash slot (`~slot`, < 0); `none`
+    /// names nothing. A hint is only ever a guess: slots move (evictions, stash removals, a
+    /// discarded scope's restores), so every hinted access checks that the slot is in use and
+    /// holds the key before trusting it, and falls back to a full lookup otherwise.
+    public typealias SlotHint = Int
+    public static var slotHintNone: SlotHint { Int.min }
+
+    /// The hint for `key`'s current place (a lookup that does not count a use), `slotHintNone`
+    /// when absent.
+    public func slotHint(of key: Key) -> SlotHint {
+        switch locate(key, countingUse: false) {
+        case .cache(let slot): return slot
+        case .stash(let slot): return ~slot
+        case .absent: return Self.slotHintNone
+        }
+    }
+
+    /// The location `hint` names if it still holds `key`; a stale or foreign hint yields nil.
+    @inline(__always)
+    private func checkHint(_ hint: SlotHint, _ key: Key) -> Location? {
+        if hint >= 0 {
+            guard hint < cacheCapacity else { return nil }
+            let set = hint / Self.ways
+            let way = hint % Self.ways
+            guard cacheOccupied[set] & (UInt16(1) << UInt16(way)) != 0 else { return nil }
+            guard cacheValues[hint].key == key else { return nil }
+            return .cache(hint)
+        }
+        guard hint != Self.slotHintNone else { return nil }
+        let slot = ~hint
+        guard slot <= stashMask else { return nil }
+        guard stashUsed[slot] != 0 else { return nil }
+        guard stashValues[slot].key == key else { return nil }
+        return .stash(slot)
+    }
+
+    /// `get` that first tries `hint` (no hash, no tag scan when it still holds `key`) and
+    /// leaves in `hint` where the value is now (`slotHintNone` when absent).
+    public func get(_ key: Key, hint: inout SlotHint) -> Value? {
+        let location = checkHint(hint, key) ?? locate(key, countingUse: true)
+        switch location {
+        case .cache(let slot):
+            hint = slot
+            return cacheValues[slot]
+        case .stash(let slot):
+            hint = ~slot
+            return stashValues[slot]
+        case .absent:
+            hint = Self.slotHintNone
+            return nil
+        }
+    }
+
+    /// Replaces the value of `value.key` where `hint` says it is (checked), else as `upsert`;
+    /// returns the previous value (nil: the key was absent and `value` was inserted). Logged in
+    /// an open scope like `upsert`.
+    @discardableResult
+    public func replace(_ value: Value, hint: SlotHint) -> Value? {
+        let key = value.key
+        switch checkHint(hint, key) {
+        case .cache(let slot):
+            let previous = cacheValues[slot]
+            logChange(key: key, previous: previous)
+            cacheValues[slot] = value
+            return previous
+        case .stash(let slot):
+            let previous = stashValues[slot]
+            logChange(key: key, previous: previous)
+            stashValues[slot] = value
+            return previous
+        case .absent, nil:
+            if scopeIsActive {
+                precondition(undoCount < undoCapacity, "a scope logs at most undoCapacity changes")
+            }
+            let previous = put(value)
+            logChange(key: key, previous: previous)
+            return previous
+        }
+    }
+
     /// Inserts `value`, or replaces the value of its key. Inserting a key into a full cache
     /// set evicts another value into the stash; with no cache the value goes to the stash.
     public func upsert(_ value: Value) {

@@ -17,8 +17,15 @@ import LedgerStateMachine
 //                             when scheduled, tombstoned when posted, voided or expired, so the
 //                             tree *is* the schedule (a derived index could not drop entries)
 //
-// Handles (`accountIndex`, `transferIndex`) are the objects' timestamps: unique, stable, and the
-// key of the groove caches, so `account(at:)` is one cache lookup.
+// Handles (`accountIndex`, `transferIndex`) are the objects' timestamps: unique, stable for the
+// whole batch (across inserts, updates and scopes, more than the `LedgerStore` contract asks),
+// and the key of the groove caches. `accountIndex(id:)` answers from the groove's per-batch id
+// map alone (no cache lookup: the object is read by `account(at:)`). Execute's read-change-write
+// of an account (`account(at:)`, then `updateAccount(at:)` after the transfer's other reads
+// and writes) would look the account up twice; `account(at:)` therefore remembers where the
+// cache keeps it (a CacheMap slot hint) in a small ring of the last `accountHintCount` reads,
+// and `updateAccount` writes through that hint. A hint is a guess checked against the slot's
+// key (slots move on evictions and discarded scopes): a stale one costs the lookup it saves.
 //
 // ## Prefetch (ForestStorePrefetch.swift), execute, compact
 //
@@ -69,13 +76,22 @@ public final class ForestStore<S: Storage>: LedgerStore {
     /// Prefetch state (ForestStorePrefetch.swift).
     let prefetcher: ForestStorePrefetcher<S>
 
+    /// The ring of the last account reads' (timestamp, cache slot hint), see the header: a
+    /// create_transfer reads two accounts and updates both, a post or void also reads its
+    /// pending transfer's, so four cover each operation's reads.
+    private static var accountHintCount: Int { 4 }
+    private var accountHintTimestamps: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+    private var accountHintSlots: (Int, Int, Int, Int) = (0, 0, 0, 0)
+    private var accountHintNext = 0
+
     public init(storage: S, configuration: ForestStoreConfiguration) {
         self.configuration = configuration
         forest = Forest(storage: storage, configuration: configuration.forest)
         let grid = forest.grid
         let freeSet = forest.freeSet
         accounts = Groove(
-            grid: grid, freeSet: freeSet, configuration: configuration.accounts, indexes: GrooveIndex<Account>.accounts())
+            grid: grid, freeSet: freeSet, configuration: configuration.accounts, indexes: GrooveIndex<Account>.accounts(),
+            indexesUnchanged: GrooveIndex<Account>.accountsUnchanged)
         transfers = Groove(
             grid: grid, freeSet: freeSet, configuration: configuration.transfers,
             indexes: GrooveIndex<Transfer>.transfers())
@@ -157,18 +173,48 @@ public final class ForestStore<S: Storage>: LedgerStore {
 
     public func accountIndex(id: UInt128) -> Int? {
         guard id != 0 else { return nil }
-        return accounts.get(id: id).map { Int($0.timestamp) }
+        return accounts.timestamp(id: id).map { Int($0) }
     }
 
     public func account(at index: Int) -> Account {
-        guard let account = accounts.get(timestamp: UInt64(index)) else {
+        let timestamp = UInt64(index)
+        var hint = accountHint(timestamp)
+        guard let account = accounts.get(timestamp: timestamp, hint: &hint) else {
             preconditionFailure("an account handle names a prefetched account")
         }
+        rememberAccountHint(timestamp, hint)
         return account
     }
 
     public func updateAccount(at index: Int, _ account: Account) {
-        accounts.update(old: self.account(at: index), new: account)
+        let timestamp = UInt64(index)
+        precondition(account.timestamp == timestamp, "an account update keeps the handle's timestamp")
+        accounts.update(account, hint: accountHint(timestamp))
+    }
+
+    /// The remembered slot hint of `timestamp`, `slotHintNone` if not among the last reads.
+    private func accountHint(_ timestamp: UInt64) -> CacheMap<Account>.SlotHint {
+        if accountHintTimestamps.0 == timestamp { return accountHintSlots.0 }
+        if accountHintTimestamps.1 == timestamp { return accountHintSlots.1 }
+        if accountHintTimestamps.2 == timestamp { return accountHintSlots.2 }
+        if accountHintTimestamps.3 == timestamp { return accountHintSlots.3 }
+        return CacheMap<Account>.slotHintNone
+    }
+
+    private func rememberAccountHint(_ timestamp: UInt64, _ hint: CacheMap<Account>.SlotHint) {
+        // Overwrite the entry of the same timestamp if present, else the oldest one.
+        var position = accountHintNext
+        if accountHintTimestamps.0 == timestamp { position = 0 }
+        else if accountHintTimestamps.1 == timestamp { position = 1 }
+        else if accountHintTimestamps.2 == timestamp { position = 2 }
+        else if accountHintTimestamps.3 == timestamp { position = 3 }
+        else { accountHintNext = (accountHintNext + 1) % Self.accountHintCount }
+        switch position {
+        case 0: accountHintTimestamps.0 = timestamp; accountHintSlots.0 = hint
+        case 1: accountHintTimestamps.1 = timestamp; accountHintSlots.1 = hint
+        case 2: accountHintTimestamps.2 = timestamp; accountHintSlots.2 = hint
+        default: accountHintTimestamps.3 = timestamp; accountHintSlots.3 = hint
+        }
     }
 
     public func insertAccount(_ account: Account) {
@@ -185,7 +231,7 @@ public final class ForestStore<S: Storage>: LedgerStore {
 
     public func transferIndex(id: UInt128) -> Int? {
         guard id != 0 else { return nil }
-        return transfers.get(id: id).map { Int($0.timestamp) }
+        return transfers.timestamp(id: id).map { Int($0) }
     }
 
     public func transferIndex(timestamp: UInt64) -> Int? {

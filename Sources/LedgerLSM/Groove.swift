@@ -201,6 +201,10 @@ public final class Groove<Object: GrooveObject, S: Storage> {
     /// nil for an id-less groove.
     public let idTree: Tree<IdTreeValue, S>?
     public let indexes: [GrooveIndex<Object>]
+    /// Whether two versions of an object derive the same key in every index (nil: unknown, so
+    /// each index is derived): lets an update that changes no indexed field (an account's
+    /// balances) skip deriving every index twice. It must agree with `indexes`.
+    public let indexesUnchanged: ((Object, Object) -> Bool)?
     /// Per index (by position): its tree, one of the two.
     public let indexTrees64: [Tree<CompositeKey64, S>?]
     public let indexTrees128: [Tree<CompositeKey128, S>?]
@@ -248,13 +252,15 @@ public final class Groove<Object: GrooveObject, S: Storage> {
     private var objectCallbacks: [(TreeLookupResult<Object>) -> Void] = []
 
     public init(
-        grid: Grid<S>, freeSet: FreeSet, configuration: GrooveConfiguration, indexes: [GrooveIndex<Object>]
+        grid: Grid<S>, freeSet: FreeSet, configuration: GrooveConfiguration, indexes: [GrooveIndex<Object>],
+        indexesUnchanged: ((Object, Object) -> Bool)? = nil
     ) {
         precondition(indexes.map(\.treeId) == configuration.indexTreeIds, "the configuration names the indexes' trees in order")
         precondition((configuration.idTreeId != nil) == Object.hasGrooveId,
                      "a groove has an id tree exactly when its objects have ids")
         self.configuration = configuration
         self.indexes = indexes
+        self.indexesUnchanged = indexesUnchanged
         idTree = configuration.idTreeId.map {
             Tree(treeId: $0, grid: grid, freeSet: freeSet, configuration: configuration.idTree)
         }
@@ -317,8 +323,14 @@ public final class Groove<Object: GrooveObject, S: Storage> {
             idCache?.upsert(value)
             recordId(id, .found(timestamp: object.timestamp))
         }
-        for position in indexes.indices {
-            if let field = indexes[position].field(of: object) { putIndex(position, field: field, timestamp: object.timestamp) }
+        // Through a buffer pointer: subscripting the array copies each index (its closure
+        // retained and released) per insert.
+        indexes.withUnsafeBufferPointer { indexes in
+            for position in indexes.indices {
+                if let field = indexes[position].field(of: object) {
+                    putIndex(position, field: field, timestamp: object.timestamp)
+                }
+            }
         }
         cache.upsert(object)
     }
@@ -330,15 +342,36 @@ public final class Groove<Object: GrooveObject, S: Storage> {
         precondition(old.grooveId == new.grooveId, "an update keeps the object's id")
         precondition(old.timestamp == new.timestamp, "an update keeps the object's timestamp")
         objectTree.put(new)
-        for position in indexes.indices {
-            let index = indexes[position]
-            let fieldOld = index.field(of: old)
-            let fieldNew = index.field(of: new)
-            guard fieldOld != fieldNew else { continue }
-            if let fieldOld { putIndex(position, field: fieldOld, timestamp: old.timestamp, tombstone: true) }
-            if let fieldNew { putIndex(position, field: fieldNew, timestamp: new.timestamp) }
-        }
+        putIndexChanges(old: old, new: new)
         cache.upsert(new)
+    }
+
+    /// `update(old:new:)` for execute's read-change-write: the old object is the one the cache
+    /// holds for `new.timestamp` (found through `hint`, checked, else looked up), so the caller
+    /// neither passes it nor pays a second lookup for the cache write. The object must exist.
+    public func update(_ new: Object, hint: CacheMap<Object>.SlotHint) {
+        precondition(!isPrefetching, "changes happen after prefetch")
+        guard let old = cache.replace(new, hint: hint) else {
+            preconditionFailure("an update replaces an object the batch prefetched or inserted")
+        }
+        precondition(old.grooveId == new.grooveId, "an update keeps the object's id")
+        objectTree.put(new)
+        putIndexChanges(old: old, new: new)
+    }
+
+    /// For each index whose derived key differs between `old` and `new`: the old key's
+    /// tombstone and the new key.
+    private func putIndexChanges(old: Object, new: Object) {
+        if let indexesUnchanged, indexesUnchanged(old, new) { return }
+        indexes.withUnsafeBufferPointer { indexes in
+            for position in indexes.indices {
+                let fieldOld = indexes[position].field(of: old)
+                let fieldNew = indexes[position].field(of: new)
+                guard fieldOld != fieldNew else { continue }
+                if let fieldOld { putIndex(position, field: fieldOld, timestamp: old.timestamp, tombstone: true) }
+                if let fieldNew { putIndex(position, field: fieldNew, timestamp: new.timestamp) }
+            }
+        }
     }
 
     /// Records `id` as orphaned (a failed transfer's id, at the timestamp it failed at), so a
@@ -622,6 +655,29 @@ public final class Groove<Object: GrooveObject, S: Storage> {
             }
             return object
         }
+    }
+
+    /// The timestamp of the object with `id`, nil if it does not exist (or its id is orphaned):
+    /// `get(id:)` without reading the object (the batch's id answers only). The id must have
+    /// been prefetched (or changed) this batch.
+    public func timestamp(id: UInt128) -> UInt64? {
+        precondition(isPrefetched, "gets follow a completed prefetch")
+        _ = requireIdTree()
+        guard let state = idStates.get(id) else { preconditionFailure("timestamp(id:) of an id not prefetched this batch") }
+        switch state {
+        case .pending: preconditionFailure("a completed prefetch resolved every id")
+        case .notFound, .orphaned: return nil
+        case .found(let timestamp): return timestamp
+        }
+    }
+
+    /// `get(timestamp:)` that tries the cache slot `hint` first and leaves the object's slot in
+    /// it (CacheMap slot hints).
+    public func get(timestamp: UInt64, hint: inout CacheMap<Object>.SlotHint) -> Object? {
+        precondition(isPrefetched, "gets follow a completed prefetch")
+        if let object = cache.get(timestamp, hint: &hint) { return object }
+        precondition(timestamps.get(timestamp) == true, "get(timestamp:) of a timestamp not prefetched this batch")
+        return nil
     }
 
     /// The object created at `timestamp`, nil if none. The timestamp must have been prefetched

@@ -98,4 +98,16 @@ extension GrooveIndex where Object == Account {
             GrooveIndex(.accountsClosed, .exists { $0.flags.contains(.closed) }),
         ]
     }
+
+    /// Whether `a` and `b` derive the same key in every index of `accounts()` (the fields it
+    /// reads, and the two flags): an update that only moves balances derives none of them.
+    /// Kept next to `accounts()` so the two change together; a test checks they agree.
+    public static func accountsUnchanged(_ a: Account, _ b: Account) -> Bool {
+        guard a.userData128 == b.userData128, a.userData64 == b.userData64, a.userData32 == b.userData32 else {
+            return false
+        }
+        guard a.ledger == b.ledger, a.code == b.code else { return false }
+        guard a.flags.contains(.imported) == b.flags.contains(.imported) else { return false }
+        return a.flags.contains(.closed) == b.flags.contains(.closed)
+    }
 }
