@@ -6,7 +6,10 @@ import Testing
 @Suite struct MemtableTests {
     /// Puts over a small key space (many overwrites, tombstones), gets at random moments, beats
     /// sorted in between; then the immutable table equals the model.
-    func run(seed: UInt64, runsMax: Int, memtable: Memtable<IdTreeValue>? = nil) {
+    /// `ascending`: keys mostly follow the put order (time-based keys), so most beats are
+    /// already sorted (the sort's fast path, runs extending the previous run), with an
+    /// occasional earlier key that sends a beat through the full sort.
+    func run(seed: UInt64, runsMax: Int, memtable: Memtable<IdTreeValue>? = nil, ascending: Bool = false) {
         var prng = PRNG(seed: seed)
         let beats = prng.int(in: 1...40)
         let putsPerBeatMax = prng.int(in: 0...60)
@@ -26,7 +29,8 @@ import Testing
         for _ in 0..<beats {
             for _ in 0..<prng.int(in: 0...putsPerBeatMax) {
                 stamp += 1
-                var value = IdTreeValue(id: UInt128(prng.below(keySpace)), timestamp: stamp)
+                let key = ascending && !prng.chance(percent: 3) ? UInt128(stamp) : UInt128(prng.below(keySpace))
+                var value = IdTreeValue(id: key, timestamp: stamp)
                 if prng.chance(percent: 15) { value.flags = IdTreeValue.tombstoneFlag }
                 table.put(value)
                 model[value.id] = value
@@ -40,7 +44,7 @@ import Testing
         // Puts after the last sort stay in the suffix until makeImmutable.
         for _ in 0..<min(5, table.capacity - table.count) {
             stamp += 1
-            let value = IdTreeValue(id: UInt128(prng.below(keySpace)), timestamp: stamp)
+            let value = IdTreeValue(id: ascending ? UInt128(stamp) : UInt128(prng.below(keySpace)), timestamp: stamp)
             table.put(value)
             model[value.id] = value
         }
@@ -73,6 +77,37 @@ import Testing
     @Test(arguments: (UInt64(1)...30).map { $0 })
     func againstModel(seed: UInt64) {
         run(seed: seed, runsMax: 32)
+    }
+
+    @Test(arguments: (UInt64(1)...30).map { $0 })
+    func againstModelWithAscendingKeys(seed: UInt64) {
+        run(seed: seed, runsMax: 32, ascending: true)
+        run(seed: seed, runsMax: 1 + Int(seed % 4), ascending: true)
+    }
+
+    /// Beats whose keys ascend past the previous run extend it: one run for the whole bar.
+    @Test func ascendingBeatsExtendOneRun() {
+        let table = Memtable<IdTreeValue>(capacity: 100, runsMax: 4)
+        var key: UInt128 = 0
+        for _ in 0..<10 {
+            for _ in 0..<10 {
+                key += 1
+                table.put(IdTreeValue(id: key, timestamp: UInt64(key)))
+            }
+            table.sortSuffix()
+            #expect(table.runCount == 1, "an ascending beat extends the run")
+        }
+        #expect(table.get(37)?.timestamp == 37)
+        #expect(table.get(101) == nil)
+        // A beat that starts below the run's last key is a run of its own.
+        let fresh = Memtable<IdTreeValue>(capacity: 10, runsMax: 4)
+        fresh.put(IdTreeValue(id: 5, timestamp: 1))
+        fresh.sortSuffix()
+        fresh.put(IdTreeValue(id: 3, timestamp: 2))
+        fresh.put(IdTreeValue(id: 9, timestamp: 3))
+        fresh.sortSuffix()
+        #expect(fresh.runCount == 2)
+        #expect(fresh.get(3)?.timestamp == 2 && fresh.get(5)?.timestamp == 1 && fresh.get(9)?.timestamp == 3)
     }
 
     /// Fewer runs than beats: runs are merged when full, results are the same.
