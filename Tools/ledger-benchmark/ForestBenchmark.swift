@@ -30,7 +30,16 @@ private struct OpTiming {
     var prefetchNs: UInt64 = 0
     var executeNs: UInt64 = 0
     var beatNs: UInt64 = 0
+    /// CPU time of this thread during the beat: the rest of `beatNs` is waiting for the disk.
+    var beatCpuNs: UInt64 = 0
     var totalNs: UInt64 { prefetchNs + executeNs + beatNs }
+}
+
+/// This thread's CPU time (the whole benchmark runs on one thread).
+private func threadCpuNs() -> UInt64 {
+    var time = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+    return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
 }
 
 /// Drives `StateMachine<ForestStore<FileStorage>>` the way a replica commits: one op at a time.
@@ -101,6 +110,7 @@ private final class ForestHost {
         let prefetchEnd = monotonicNs()
         replySize = machine.execute(operation: operation, timestamp: timestamp, body: body, output: reply)
         let executeEnd = monotonicNs()
+        let beatCpuStart = threadCpuNs()
         beat = nil
         store.compact(op: op, callback: beatCallback)
         wait(for: "compaction beat") { self.beat != nil }
@@ -114,6 +124,7 @@ private final class ForestHost {
             }
         }
         let beatEnd = monotonicNs()
+        timing.beatCpuNs = threadCpuNs() - beatCpuStart
         timing.prefetchNs = prefetchEnd - start
         timing.executeNs = executeEnd - prefetchEnd
         timing.beatNs = beatEnd - executeEnd
@@ -361,9 +372,13 @@ private func printLoad(_ timings: [OpTiming], transferCount: Int, loadNs: UInt64
         + "p100 ≤ 3 × p50: \(p100 <= 3 * p50 ? "met" : "missed") (p100/p50 = \(formatFixed(Double(p100) / Double(p50), digits: 1)))")
     let slowest = timings.sorted { $0.totalNs > $1.totalNs }.prefix(8).map {
         "op \($0.op) (beat \($0.op % UInt64(ops))) \(milliseconds($0.totalNs)) "
-            + "[\(milliseconds($0.prefetchNs))+\(milliseconds($0.executeNs))+\(milliseconds($0.beatNs))]"
+            + "[\(milliseconds($0.prefetchNs))+\(milliseconds($0.executeNs))+\(milliseconds($0.beatNs)), "
+            + "beat cpu \(milliseconds($0.beatCpuNs))]"
     }
-    print("forest: slowest ops (ms [prefetch+execute+beat]): \(slowest.joined(separator: ", "))")
+    print("forest: slowest ops (ms [prefetch+execute+beat, the beat's CPU time]): \(slowest.joined(separator: ", "))")
+    var beatCpu = timings.map(\.beatCpuNs)
+    var beatWait = timings.map { $0.beatNs - min($0.beatNs, $0.beatCpuNs) }
+    print("forest: beat CPU \(percentiles(&beatCpu)); beat waiting for IO \(percentiles(&beatWait))")
 }
 
 /// What the configuration allocates, to compare RSS with (estimates from the sizes; Tree.swift
