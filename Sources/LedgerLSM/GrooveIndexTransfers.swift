@@ -41,18 +41,19 @@ extension GrooveIndex where Object == Transfer {
     /// code (u64 keys); imported and closing (`closing_debit` or `closing_credit`) flag-only.
     public static func transfers() -> [GrooveIndex<Transfer>] {
         [
-            GrooveIndex(.transfersDebitAccountId, .u128 { $0.debitAccountId }),
-            GrooveIndex(.transfersCreditAccountId, .u128 { $0.creditAccountId }),
-            GrooveIndex(.transfersAmount, .u128 { $0.amount }),
-            GrooveIndex(.transfersPendingId, .u128 { $0.pendingId }),
-            GrooveIndex(.transfersUserData128, .u128 { $0.userData128 }),
-            GrooveIndex(.transfersUserData64, .u64 { $0.userData64 }),
-            GrooveIndex(.transfersUserData32, .u64 { UInt64($0.userData32) }),
-            GrooveIndex(.transfersLedger, .u64 { UInt64($0.ledger) }),
-            GrooveIndex(.transfersCode, .u64 { UInt64($0.code) }),
-            GrooveIndex(.transfersImported, .exists { $0.flags.contains(.imported) }),
+            GrooveIndex(.transfersDebitAccountId, fieldNumber: 0, .u128 { $0.debitAccountId }),
+            GrooveIndex(.transfersCreditAccountId, fieldNumber: 1, .u128 { $0.creditAccountId }),
+            GrooveIndex(.transfersAmount, fieldNumber: 2, .u128 { $0.amount }),
+            GrooveIndex(.transfersPendingId, fieldNumber: 3, .u128 { $0.pendingId }),
+            GrooveIndex(.transfersUserData128, fieldNumber: 4, .u128 { $0.userData128 }),
+            GrooveIndex(.transfersUserData64, fieldNumber: 5, .u64 { $0.userData64 }),
+            GrooveIndex(.transfersUserData32, fieldNumber: 6, .u64 { UInt64($0.userData32) }),
+            GrooveIndex(.transfersLedger, fieldNumber: 7, .u64 { UInt64($0.ledger) }),
+            GrooveIndex(.transfersCode, fieldNumber: 8, .u64 { UInt64($0.code) }),
+            GrooveIndex(.transfersImported, fieldNumber: 9, .exists { $0.flags.contains(.imported) }),
             GrooveIndex(
-                .transfersClosing, .exists { !$0.flags.isDisjoint(with: [.closingDebit, .closingCredit]) }),
+                .transfersClosing, fieldNumber: 10,
+                .exists { !$0.flags.isDisjoint(with: [.closingDebit, .closingCredit]) }),
         ]
     }
 }

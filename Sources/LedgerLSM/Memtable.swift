@@ -97,6 +97,7 @@ public final class Memtable<Value: TreeValue> {
     }
 
     /// Adds `value`; a later put of the same key wins.
+    @inline(__always)
     public func put(_ value: Value) {
         precondition(!isImmutable, "an immutable memtable takes no puts")
         precondition(count < capacity, "the memtable has room (sized for one bar)")

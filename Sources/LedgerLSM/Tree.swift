@@ -208,6 +208,7 @@ public final class Tree<Value: TreeValue, S: Storage> {
     // MARK: Memtables
 
     /// Puts `value` (a tombstone deletes its key); a later put of a key wins.
+    @inline(__always)
     public func put(_ value: Value) {
         precondition(mutable.count < mutable.capacity, "a bar puts at most compactionOps × valuesPerBeatMax values")
         mutable.put(value)
