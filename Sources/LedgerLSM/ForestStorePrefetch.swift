@@ -65,6 +65,8 @@ final class ForestStorePrefetcher<S: Storage> {
     private var callback: ((Result<Void, ForestStoreFault>) -> Void)?
     /// Which groove of a round prefetches next (0 accounts, 1 transfers, 2 pending, 3 events).
     private var grooveNext = 0
+    /// The store's grooves, each prefetched once per round (`prefetchGroove`).
+    private static var grooveCount: Int { 4 }
 
     // Names that round 2 follows up.
     private var pendingIds: [UInt128] = []
@@ -291,7 +293,7 @@ final class ForestStorePrefetcher<S: Storage> {
             stage = .roundOneGrooves
             grooveNext = 0
         case .roundOneGrooves, .roundTwoGrooves:
-            guard grooveNext < 4 else {
+            guard grooveNext < Self.grooveCount else {
                 stage = stage == .roundOneGrooves ? .roundTwo : .done
                 return
             }

@@ -56,19 +56,26 @@ class ForestRunHarness {
     func prefetch<Object: GrooveObject>(
         _ groove: Groove<Object, SimulatedStorage>, ids: [UInt128], op: UInt64
     ) -> Bool {
-        groove.prefetchStart()
-        for id in ids { groove.prefetchEnqueue(id: id) }
-        var prefetched: Result<Void, GrooveFault>?
-        groove.prefetch { prefetched = $0 }
-        guard storage.run(until: { prefetched != nil }) else {
-            failure = "op \(op): the prefetch never finished"
-            return false
-        }
-        if case .failure(let fault) = prefetched! {
-            failure = "op \(op): prefetch fault \(fault)"
+        if let error = prefetchAndWait(groove, ids: ids) {
+            failure = "op \(op): \(error)"
             return false
         }
         return true
+    }
+
+    /// One prefetch round of a new batch: `ids` and `timestamps` enqueued, the disk run until
+    /// the groove calls back. Returns why it failed, or nil.
+    func prefetchAndWait<Object: GrooveObject>(
+        _ groove: Groove<Object, SimulatedStorage>, ids: [UInt128], timestamps: [UInt64] = []
+    ) -> String? {
+        groove.prefetchStart()
+        for id in ids { groove.prefetchEnqueue(id: id) }
+        for timestamp in timestamps { groove.prefetchEnqueue(timestamp: timestamp) }
+        var prefetched: Result<Void, GrooveFault>?
+        groove.prefetch { prefetched = $0 }
+        guard storage.run(until: { prefetched != nil }) else { return "the prefetch never finished" }
+        if case .failure(let fault) = prefetched! { return "prefetch fault \(fault)" }
+        return nil
     }
 
     /// Runs op `op`'s beat; crashes the disk after `crashTicks` ticks of it if given. Returns

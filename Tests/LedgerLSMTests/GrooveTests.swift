@@ -148,15 +148,10 @@ final class GrooveHarness: ForestRunHarness {
         while start <= ids.count {
             let slice = ids[start..<min(start + chunk, ids.count)]
             let groove = node.groove
-            groove.prefetchStart()
-            for id in slice { groove.prefetchEnqueue(id: id) }
             let missing = UInt128(1) << 120
-            groove.prefetchEnqueue(id: missing)
-            for id in slice { groove.prefetchEnqueue(timestamp: model[id]!.timestamp) }
-            var prefetched: Result<Void, GrooveFault>?
-            groove.prefetch { prefetched = $0 }
-            guard storage.run(until: { prefetched != nil }) else { return "the prefetch never finished" }
-            if case .failure(let fault) = prefetched! { return "prefetch fault \(fault)" }
+            if let error = prefetchAndWait(
+                groove, ids: Array(slice) + [missing], timestamps: slice.map { model[$0]!.timestamp })
+            { return error }
             for id in slice {
                 guard groove.get(id: id) == model[id] else { return "account \(id) differs from the model" }
                 guard groove.get(timestamp: model[id]!.timestamp) == model[id] else {

@@ -162,15 +162,10 @@ final class TransferGrooveHarness: ForestRunHarness {
         while start <= ids.count {
             let slice = ids[start..<min(start + chunk, ids.count)]
             let groove = node.groove
-            groove.prefetchStart()
-            for id in slice { groove.prefetchEnqueue(id: id) }
             let missing = UInt128(1) << 120
-            groove.prefetchEnqueue(id: missing)
-            for id in slice { if let transfer = model[id] { groove.prefetchEnqueue(timestamp: transfer.timestamp) } }
-            var prefetched: Result<Void, GrooveFault>?
-            groove.prefetch { prefetched = $0 }
-            guard storage.run(until: { prefetched != nil }) else { return "the prefetch never finished" }
-            if case .failure(let fault) = prefetched! { return "prefetch fault \(fault)" }
+            if let error = prefetchAndWait(
+                groove, ids: Array(slice) + [missing], timestamps: slice.compactMap { model[$0]?.timestamp })
+            { return error }
             for id in slice {
                 guard groove.get(id: id) == model[id] else { return "transfer \(id) differs from the model" }
                 guard groove.isOrphaned(id: id) == (modelOrphans[id] != nil) else { return "id \(id): orphaned differs" }
