@@ -18,6 +18,7 @@ let package = Package(
     products: [
         .library(name: "LedgerKit", targets: ["LedgerKit"]),
         .library(name: "LedgerStateMachine", targets: ["LedgerStateMachine"]),
+        .executable(name: "ledger", targets: ["ledger"]),
         .executable(name: "ledger-format", targets: ["ledger-format"]),
         .executable(name: "ledger-inspect", targets: ["ledger-inspect"]),
         .executable(name: "ledger-benchmark", targets: ["ledger-benchmark"]),
@@ -69,6 +70,15 @@ let package = Package(
                 "CAllocationCounter",
             ],
             path: "Tools/ledger-benchmark",
+            swiftSettings: coreSwiftSettings),
+        // The server: `ledger start`, `ledger version`.
+        .executableTarget(
+            name: "ledger",
+            dependencies: [
+                "LedgerKit", "LedgerIO", "LedgerLSM", "LedgerVSR", "LedgerCommandLine", "CPlatform",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/ledger",
             swiftSettings: coreSwiftSettings),
         // Command-line plumbing shared by every binary: one-line errors, exit codes.
         .target(

@@ -2,6 +2,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <signal.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include "ledger_platform.h"
 
@@ -25,3 +27,21 @@ int ledger_block_device_discard(int fd, uint64_t offset, uint64_t length) {
     uint64_t range[2] = {offset, length};
     return ioctl(fd, BLKDISCARD, &range) == 0 ? 0 : -errno;
 }
+
+// A signal handler may only touch a volatile sig_atomic_t: the loop polls it each turn.
+static volatile sig_atomic_t ledger_stop_signal = 0;
+
+static void ledger_stop_signal_handler(int signal_number) { ledger_stop_signal = signal_number; }
+
+int ledger_stop_signals_install(void) {
+    struct sigaction action;
+    memset(&action, 0, sizeof(action));
+    action.sa_handler = ledger_stop_signal_handler;
+    sigemptyset(&action.sa_mask);
+    // No SA_RESTART: a blocking wait returns EINTR so the loop sees the signal at once.
+    if (sigaction(SIGINT, &action, NULL) != 0) return -errno;
+    if (sigaction(SIGTERM, &action, NULL) != 0) return -errno;
+    return 0;
+}
+
+int ledger_stop_signal_received(void) { return (int)ledger_stop_signal; }

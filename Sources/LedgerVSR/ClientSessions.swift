@@ -85,7 +85,8 @@ public struct ClientSessions: Equatable, Sendable {
         return slots[index]
     }
 
-    private func slotIndex(client: UInt128) -> Int? {
+    /// The slot of `client`'s session: also its slot in the client-replies zone.
+    public func slotIndex(client: UInt128) -> Int? {
         guard client != 0 else { return nil }
         return slots.firstIndex { $0?.client == client }
     }

@@ -14,9 +14,11 @@ import LedgerStateMachine
 //              (parent = the previous prepare's checksum, commit = commit_min, checkpoint id)
 //              → the journal writes prepare, then its redundant header
 //   commit     in op order, once the op's prepare is durable: [checkpointDurable at trigger +
-//              pipeline + 1] → prefetch → execute → client sessions → the forest's beat →
-//              [at a trigger: the checkpoint] → the reply callback. Nothing is acknowledged
-//              before its prepare is durable, and replies come in op order.
+//              pipeline + 1] → prefetch → execute → client sessions (the reply's header; a
+//              non-empty body goes to the session's slot of the client-replies zone,
+//              asynchronously) → the forest's beat → [at a trigger: the checkpoint] → the
+//              reply callback. Nothing is acknowledged before its prepare is durable, and
+//              replies come in op order.
 //
 // ## Checkpoints (Forest.swift header, CheckpointTrailer.swift header)
 //
@@ -27,7 +29,9 @@ import LedgerStateMachine
 //                     encoded, so its blocks are acquired in the encoding), then writes the free
 //                     set; the beat returns the `ForestCheckpoint`; we release the trailer's
 //                     blocks (pending: freed when the next checkpoint is durable), and write the
-//                     superblock: C's prepare header, the forest references, the trailer,
+//                     superblock (once every reply body written so far is durable: the
+//                     replay will not rewrite the replies of ops up to C): C's prepare
+//                     header, the forest references, the trailer,
 //                     commit_max = T, and the log suffix from T up (spec §6)
 //   T + P + 1         `forest.checkpointDurable()` before that op's beat: a fixed op, so replay
 //                     frees blocks exactly when the first run did.
@@ -74,6 +78,8 @@ public final class DurableLedger<S: Storage> {
     public let store: ForestStore<S>
     public let stateMachine: StateMachine<ForestStore<S>>
     public internal(set) var clientSessions: ClientSessions
+    /// The bodies of the sessions' latest replies (the headers are in `clientSessions`).
+    public let clientReplies: ClientReplies<S>
 
     public internal(set) var status = Status.initial
     public internal(set) var fault: DurableLedgerFault?
@@ -134,6 +140,7 @@ public final class DurableLedger<S: Storage> {
         self.store = ForestStore(storage: storage, configuration: store)
         stateMachine = StateMachine(store: self.store)
         clientSessions = ClientSessions(capacity: configuration.clientsMax)
+        clientReplies = ClientReplies(storage: storage, clientsMax: configuration.clientsMax)
         let encodedSize = ClientSessions.encodedSize(capacity: configuration.clientsMax)
         let chunkSize = CheckpointTrailerBlock.chunkSizeDefault(blockSize: configuration.blockSize)
         sessionsTrailer = CheckpointTrailer(
@@ -142,6 +149,7 @@ public final class DurableLedger<S: Storage> {
         var entries: [DurableLedgerEntry] = []
         for _ in 0..<configuration.pipelinePrepareQueueMax { entries.append(DurableLedgerEntry()) }
         self.entries = entries
+        // The reply message: its header is stored in front of the body the state machine writes.
         replyBuffer = AlignedBuffer(count: Constants.messageSizeMax)
         for entry in entries {
             entry.writeCallback = { [unowned self, unowned entry] written in self.prepareWritten(entry, written) }
@@ -176,16 +184,26 @@ public final class DurableLedger<S: Storage> {
     /// The op of the durable checkpoint.
     public var checkpointOp: UInt64 { superblock.working.vsrState.checkpoint.header.op }
 
+    /// The whole stored reply (header, then body) whose header is `header`, the latest reply
+    /// of its client's session; nil when it cannot be read back (damaged, or no longer the
+    /// session's latest). The message is valid only during the callback.
+    public func readReply(_ header: ReplyHeader, callback: @escaping (UnsafeRawBufferPointer?) -> Void) {
+        guard let slot = clientSessions.slotIndex(client: header.client),
+            clientSessions.slots[slot]?.reply == header
+        else { return callback(nil) }
+        clientReplies.read(slot: slot, header: header, callback: callback)
+    }
+
     // MARK: Submit (the primary's path)
 
     /// Prepares a client request (or an internal one: client 0) as the next op; once its
     /// prepare is durable and every op before it committed, commits it and calls back with the
     /// reply. Returns the prepare header, or why nothing was prepared (then `callback` never
-    /// runs). `body` is copied.
+    /// runs). `body` is copied. `release` is the client's (its reply echoes it).
     @discardableResult
     public func submit(
         operation: Operation, body: UnsafeRawBufferPointer, realtime: UInt64, client: UInt128, request: UInt32,
-        requestChecksum: UInt128 = 0, callback: @escaping ReplyCallback
+        requestChecksum: UInt128 = 0, release: UInt32 = Constants.release, callback: @escaping ReplyCallback
     ) -> Result<PrepareHeader, DurableSubmitError> {
         if let error = submitRefusal() { return .failure(error) }
         guard body.count <= Constants.messageBodySizeMax,
@@ -203,14 +221,15 @@ public final class DurableLedger<S: Storage> {
         let timestamp = stateMachine.prepare(operation: operation, body: body, realtime: realtime)
         return .success(append(
             operation: operation.rawValue, body: body, timestamp: timestamp, client: client, request: request,
-            requestChecksum: requestChecksum, callback: callback))
+            requestChecksum: requestChecksum, release: release, callback: callback))
     }
 
     /// Prepares a `register` for `client`: its commit op becomes the client's session (evicting
     /// the oldest session of a full table). The reply body is the register result (64 bytes).
     @discardableResult
     public func register(
-        client: UInt128, realtime: UInt64, requestChecksum: UInt128 = 0, callback: @escaping ReplyCallback
+        client: UInt128, realtime: UInt64, requestChecksum: UInt128 = 0, release: UInt32 = Constants.release,
+        callback: @escaping ReplyCallback
     ) -> Result<PrepareHeader, DurableSubmitError> {
         if let error = submitRefusal() { return .failure(error) }
         guard client != 0 else { return .failure(.invalidRequest) }
@@ -219,7 +238,8 @@ public final class DurableLedger<S: Storage> {
         stateMachine.advanceTimestamps(prepare: timestamp, commit: 0)
         return .success(append(
             operation: VSROperation.register.rawValue, body: UnsafeRawBufferPointer(start: nil, count: 0),
-            timestamp: timestamp, client: client, request: 0, requestChecksum: requestChecksum, callback: callback))
+            timestamp: timestamp, client: client, request: 0, requestChecksum: requestChecksum, release: release,
+            callback: callback))
     }
 
     private func submitRefusal() -> DurableSubmitError? {
@@ -233,7 +253,7 @@ public final class DurableLedger<S: Storage> {
 
     private func append(
         operation: UInt8, body: UnsafeRawBufferPointer, timestamp: UInt64, client: UInt128, request: UInt32,
-        requestChecksum: UInt128, callback: @escaping ReplyCallback
+        requestChecksum: UInt128, release: UInt32, callback: @escaping ReplyCallback
     ) -> PrepareHeader {
         let op = opHead + 1
         let entry = entries[entryIndex(op: op)]
@@ -242,7 +262,9 @@ public final class DurableLedger<S: Storage> {
         var header = PrepareHeader()
         header.frame.cluster = working.cluster
         header.frame.view = working.vsrState.view
-        header.frame.release = working.vsrState.checkpoint.release
+        // The request's release: the reply echoes it (wire spec §8.2), and the reply is rebuilt
+        // from this header on every replay.
+        header.frame.release = release
         header.frame.size = UInt32(Constants.messageHeaderSize + body.count)
         header.parent = headChecksum
         header.client = client

@@ -98,6 +98,11 @@ extension DurableLedger {
         return true
     }
 
+    /// Where the state machine writes the reply body: after the room for its header.
+    var replyBody: UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(rebasing: replyBuffer.bytes[Constants.messageHeaderSize...])
+    }
+
     func prepareBody(_ header: PrepareHeader) -> UnsafeRawBufferPointer {
         let bytes = entries[entryIndex(op: header.op)].buffer.bytes
         return UnsafeRawBufferPointer(rebasing: bytes[Constants.messageHeaderSize..<Int(header.frame.size)])
@@ -126,7 +131,7 @@ extension DurableLedger {
             return false
         }
         let header = commitHeader
-        let reply = replyBuffer.bytes
+        let reply = replyBody
         if let operation = Operation(rawValue: header.operation) {
             commitReplySize = stateMachine.execute(
                 operation: operation, timestamp: header.timestamp, body: prepareBody(header), output: reply)
@@ -139,7 +144,12 @@ extension DurableLedger {
             stateMachine.advanceTimestamps(prepare: 0, commit: header.timestamp)
         }
         commitReply = ReplyHeader(prepare: header, body: UnsafeRawBufferPointer(rebasing: reply[0..<commitReplySize]))
+        replyBuffer.bytes.storeBytes(of: commitReply, toByteOffset: 0, as: ReplyHeader.self)
         clientSessions.commit(prepare: header, reply: commitReply)
+        if commitReplySize > 0, header.client != 0, let slot = clientSessions.slotIndex(client: header.client) {
+            clientReplies.write(
+                slot: slot, header: commitReply, body: UnsafeRawBufferPointer(rebasing: reply[0..<commitReplySize]))
+        }
         if header.op == configuration.checkpointAfter(store.forest.checkpointOp) {
             // The table the checkpoint at this op stands for; written at its trigger.
             clientSessions.encode(into: sessionsCheckpointBytes.bytes)
@@ -178,7 +188,9 @@ extension DurableLedger {
         entry.callback = nil
         entry.state = .free
         callback?(.success(DurableReply(
-            header: commitReply, body: UnsafeRawBufferPointer(rebasing: replyBuffer.bytes[0..<commitReplySize]))))
+            header: commitReply,
+            message: UnsafeRawBufferPointer(
+                rebasing: replyBuffer.bytes[0..<(Constants.messageHeaderSize + commitReplySize)]))))
     }
 
     /// The ledger cannot commit on (a solo replica has no peer to repair from): every op in
@@ -242,7 +254,10 @@ extension DurableLedger {
         durableAtOp = trigger + UInt64(configuration.pipelinePrepareQueueMax) + 1
         if status == .replaying { replayCheckpointCount += 1 }
         stage = .checkpointing
-        superblock.checkpoint(update: update, callback: checkpointCallback)
+        // The replay resumes after the checkpoint op: replies up to it must be on disk first.
+        clientReplies.flush { [unowned self] in
+            self.superblock.checkpoint(update: update, callback: self.checkpointCallback)
+        }
     }
 
     /// The durable log suffix from the newest durable op down to `trigger` (spec §6: a restart

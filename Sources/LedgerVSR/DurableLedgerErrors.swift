@@ -56,8 +56,13 @@ public enum DurableSubmitError: Error, Equatable, Sendable {
     case pipelineFull
 }
 
-/// A committed op's reply: `body` is valid only during the callback.
+/// A committed op's reply: `message` (the header, then the body) is valid only during the
+/// callback.
 public struct DurableReply {
     public let header: ReplyHeader
-    public let body: UnsafeRawBufferPointer
+    public let message: UnsafeRawBufferPointer
+
+    public var body: UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: message[Constants.messageHeaderSize...])
+    }
 }

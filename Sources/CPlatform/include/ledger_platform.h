@@ -19,3 +19,10 @@ int ledger_block_device_size(int fd, uint64_t *size_bytes);
 /// Discards (trims) [offset, offset + length) of the block device open as `fd` (ioctl
 /// BLKDISCARD). Returns 0 or -errno (-EOPNOTSUPP where the device cannot discard).
 int ledger_block_device_discard(int fd, uint64_t offset, uint64_t length);
+
+/// Installs handlers for SIGINT and SIGTERM that only record the signal (async-signal-safe), so
+/// the server's loop can stop cleanly at its next turn. Returns 0 or -errno.
+int ledger_stop_signals_install(void);
+
+/// The stop signal received since install (SIGINT or SIGTERM), or 0.
+int ledger_stop_signal_received(void);
