@@ -16,9 +16,11 @@ import LedgerStateMachine
 //   commit     in op order, once the op's prepare is durable: [checkpointDurable at trigger +
 //              pipeline + 1] → prefetch → execute → client sessions (the reply's header; a
 //              non-empty body goes to the session's slot of the client-replies zone,
-//              asynchronously) → the forest's beat → [at a trigger: the checkpoint] → the
-//              reply callback. Nothing is acknowledged before its prepare is durable, and
-//              replies come in op order.
+//              asynchronously) → the reply callback → the forest's beat → [at a trigger: the
+//              checkpoint]. Nothing is acknowledged before its prepare is durable, and
+//              replies come in op order. The reply precedes the beat (as in the reference):
+//              the beat changes how the state is stored, not what it is, and a crash during
+//              it replays the op to the same reply.
 //
 // ## Checkpoints (Forest.swift header, CheckpointTrailer.swift header)
 //

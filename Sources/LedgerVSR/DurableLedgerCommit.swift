@@ -155,9 +155,25 @@ extension DurableLedger {
             clientSessions.encode(into: sessionsCheckpointBytes.bytes)
             sessionsCheckpointOp = header.op
         }
+        // The reply goes out now, before the beat: the op is durable in the WAL and its
+        // reply is fixed, so a crash during the beat replays it to the same reply. The
+        // client's next request then overlaps this op's compaction work.
+        if status == .ready { answer(op: header.op) }
         stage = .beating
         store.compact(op: header.op, callback: beatCallback)
         return true
+    }
+
+    /// Calls the op's reply callback with the reply just built.
+    func answer(op: UInt64) {
+        let entry = entries[entryIndex(op: op)]
+        precondition(entry.state == .durable, "a committed op's prepare is durable")
+        let callback = entry.callback
+        entry.callback = nil
+        callback?(.success(DurableReply(
+            header: commitReply,
+            message: UnsafeRawBufferPointer(
+                rebasing: replyBuffer.bytes[0..<(Constants.messageHeaderSize + commitReplySize)]))))
     }
 
     func beaten(_ result: Result<ForestCheckpoint?, ForestFault>) -> Bool {
@@ -184,13 +200,8 @@ extension DurableLedger {
         }
         let entry = entries[entryIndex(op: op)]
         precondition(entry.state == .durable, "a committed op's prepare is durable")
-        let callback = entry.callback
-        entry.callback = nil
+        precondition(entry.callback == nil, "the op was answered after its execute")
         entry.state = .free
-        callback?(.success(DurableReply(
-            header: commitReply,
-            message: UnsafeRawBufferPointer(
-                rebasing: replyBuffer.bytes[0..<(Constants.messageHeaderSize + commitReplySize)]))))
     }
 
     /// The ledger cannot commit on (a solo replica has no peer to repair from): every op in

@@ -178,7 +178,9 @@ final class DurableLedgerRun {
         case .failure(let fault):
             failure = failure ?? "seed \(seed): op \(op): fault \(fault)"
         case .success(let reply):
-            guard reply.header.op == op, ledger.commitMin == op else {
+            // Replies come after the op's execute and before its beat: commit_min advances
+            // once the beat is done.
+            guard reply.header.op == op, ledger.commitMin + 1 == op else {
                 failure = failure ?? "seed \(seed): op \(op): reply for op \(reply.header.op) at commit \(ledger.commitMin)"
                 return
             }
