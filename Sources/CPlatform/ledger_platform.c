@@ -41,6 +41,13 @@ int ledger_stop_signals_install(void) {
     // No SA_RESTART: a blocking wait returns EINTR so the loop sees the signal at once.
     if (sigaction(SIGINT, &action, NULL) != 0) return -errno;
     if (sigaction(SIGTERM, &action, NULL) != 0) return -errno;
+    // A parent may have started us with these signals blocked (the mask is inherited): a
+    // server that cannot be stopped cleanly is worse than one that ignores the parent's wish.
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    if (sigprocmask(SIG_UNBLOCK, &stop_signals, NULL) != 0) return -errno;
     return 0;
 }
 

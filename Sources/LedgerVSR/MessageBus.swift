@@ -94,20 +94,24 @@ public struct MessageBusCounters: Equatable, Sendable, CustomStringConvertible {
         closedHeaderChecksum + closedCommand + closedSize + closedBodyChecksum + closedCluster
     }
 
+    /// The counters that are not zero (a log line stays short on a healthy server).
     public var description: String {
-        "accepted=\(accepted) refused_over_limit=\(refusedOverLimit)"
-            + " refused_shutting_down=\(refusedShuttingDown) accept_errors=\(acceptErrors)"
-            + " closed_by_peer=\(closedByPeer) closed_header_checksum=\(closedHeaderChecksum)"
-            + " closed_command=\(closedCommand) closed_size=\(closedSize)"
-            + " closed_body_checksum=\(closedBodyChecksum) closed_cluster=\(closedCluster)"
-            + " closed_misdirected=\(closedMisdirected) closed_replaced=\(closedReplaced)"
-            + " closed_locally=\(closedLocally) recv_errors=\(recvErrors) send_errors=\(sendErrors)"
-            + " close_errors=\(closeErrors) messages_received=\(messagesReceived)"
-            + " bytes_received=\(bytesReceived) messages_sent=\(messagesSent) bytes_sent=\(bytesSent)"
-            + " send_dropped_no_connection=\(sendDroppedNoConnection)"
-            + " send_dropped_queue_full=\(sendDroppedQueueFull)"
-            + " send_dropped_no_client=\(sendDroppedNoClient)"
-            + " send_discarded_on_close=\(sendDiscardedOnClose)"
+        let all: [(String, UInt64)] = [
+            ("accepted", accepted), ("refused_over_limit", refusedOverLimit),
+            ("refused_shutting_down", refusedShuttingDown), ("accept_errors", acceptErrors),
+            ("closed_by_peer", closedByPeer), ("closed_header_checksum", closedHeaderChecksum),
+            ("closed_command", closedCommand), ("closed_size", closedSize),
+            ("closed_body_checksum", closedBodyChecksum), ("closed_cluster", closedCluster),
+            ("closed_misdirected", closedMisdirected), ("closed_replaced", closedReplaced),
+            ("closed_locally", closedLocally), ("recv_errors", recvErrors), ("send_errors", sendErrors),
+            ("close_errors", closeErrors), ("messages_received", messagesReceived),
+            ("bytes_received", bytesReceived), ("messages_sent", messagesSent), ("bytes_sent", bytesSent),
+            ("send_dropped_no_connection", sendDroppedNoConnection),
+            ("send_dropped_queue_full", sendDroppedQueueFull), ("send_dropped_no_client", sendDroppedNoClient),
+            ("send_discarded_on_close", sendDiscardedOnClose),
+        ]
+        let shown = all.filter { $0.1 != 0 }.map { "\($0.0)=\($0.1)" }
+        return shown.isEmpty ? "idle" : shown.joined(separator: " ")
     }
 }
 
