@@ -62,6 +62,9 @@ public struct MessageBusCounters: Equatable, Sendable, CustomStringConvertible {
     public var closedReplaced: UInt64 = 0
     /// Connections closed by `close` or `shutdown`.
     public var closedLocally: UInt64 = 0
+    /// Closed by the idle rule (`MessageBus.tick`): no client identified itself, or a partial
+    /// message made no progress, for `idleTimeoutTicks`.
+    public var closedIdle: UInt64 = 0
     /// Receives and sends that failed (connection reset, timeout, …): the connection is closed.
     public var recvErrors: UInt64 = 0
     public var sendErrors: UInt64 = 0
@@ -103,7 +106,7 @@ public struct MessageBusCounters: Equatable, Sendable, CustomStringConvertible {
             ("closed_command", closedCommand), ("closed_size", closedSize),
             ("closed_body_checksum", closedBodyChecksum), ("closed_cluster", closedCluster),
             ("closed_misdirected", closedMisdirected), ("closed_replaced", closedReplaced),
-            ("closed_locally", closedLocally), ("recv_errors", recvErrors), ("send_errors", sendErrors),
+            ("closed_locally", closedLocally), ("closed_idle", closedIdle), ("recv_errors", recvErrors), ("send_errors", sendErrors),
             ("close_errors", closeErrors), ("messages_received", messagesReceived),
             ("bytes_received", bytesReceived), ("messages_sent", messagesSent), ("bytes_sent", bytesSent),
             ("send_dropped_no_connection", sendDroppedNoConnection),
@@ -128,6 +131,13 @@ public final class MessageBus {
     public var onMessage: (ConnectionId, UnsafeRawBufferPointer) -> Void = { _, _ in }
 
     public private(set) var counters = MessageBusCounters()
+    /// A connection on which no client has identified itself, or whose partial message made no
+    /// progress, is closed after this many ticks (45 s at 10 ms: storage spec §9), so that
+    /// silent or trickling peers cannot hold every slot.
+    public var idleTimeoutTicks = 4_500
+    /// The accept is re-armed from `tick` after an error (EMFILE, ENFILE…), not at once: an
+    /// error that persists would otherwise spin the loop.
+    private var acceptRearmPending = false
     /// The listening port, once `listen` succeeded.
     public private(set) var localPort: UInt16?
     public private(set) var isShuttingDown = false
@@ -265,8 +275,10 @@ public final class MessageBus {
         }
         if result < 0 {
             // EMFILE, ENOBUFS, a connection reset before we took it…: nothing to undo; the next
-            // accept may succeed.
+            // tick accepts again.
             counters.acceptErrors += 1
+            acceptRearmPending = true
+            return
         } else if let connection = connections.first(where: { $0.state == .free }) {
             counters.accepted += 1
             connection.open(fd: result)
@@ -292,6 +304,27 @@ public final class MessageBus {
         guard !acceptCancelCompletion.isBusy else { return }
         Glibc.close(listenFd)
         listenFd = -1
+    }
+
+    // MARK: Time
+
+    /// Called by the host every 10 ms: closes idle connections (see `idleTimeoutTicks`) and
+    /// re-arms an accept that failed.
+    public func tick() {
+        if acceptRearmPending, !isShuttingDown, listenFd >= 0, !acceptCompletion.isBusy {
+            acceptRearmPending = false
+            io.accept(acceptCompletion, socket: listenFd)
+        }
+        // Bounded by `connectionsMax`.
+        for connection in connections where connection.state == .open {
+            connection.idleTicks += 1
+            guard connection.idleTicks >= idleTimeoutTicks else { continue }
+            let isUnidentified = connection.peer == .unknown
+            let isStalled = connection.recvEnd > connection.recvStart
+            guard isUnidentified || isStalled else { continue }
+            counters.closedIdle += 1
+            beginClosing(connection)
+        }
     }
 
     // MARK: Receiving
@@ -324,6 +357,7 @@ public final class MessageBus {
             return
         }
         counters.bytesReceived += UInt64(result)
+        connection.idleTicks = 0
         connection.recvEnd += Int(result)
         precondition(connection.recvEnd <= connection.recvBuffer.count, "recv stays in its buffer")
         deliver(connection)

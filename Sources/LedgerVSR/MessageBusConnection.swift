@@ -49,6 +49,8 @@ final class MessageBusConnection {
     var generation: UInt32 = 0
     var fd: Int32 = -1
     var peer = MessageBusPeer.unknown
+    /// Ticks since bytes last arrived (the bus's idle rule).
+    var idleTicks = 0
 
     /// Received bytes not yet delivered: `recvBuffer[recvStart..<recvEnd]`. Capacity is one
     /// whole message, so after compaction a partial message always leaves room to receive.
@@ -115,6 +117,7 @@ final class MessageBusConnection {
         generation &+= 1  // Wraps by design: see ConnectionId.
         self.fd = fd
         peer = .unknown
+        idleTicks = 0
         recvStart = 0
         recvEnd = 0
         sendHead = 0

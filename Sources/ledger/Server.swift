@@ -94,6 +94,7 @@ enum Server {
         // Runs until a signal or a fault: the server's event loop is meant to run forever.
         while ledger_stop_signal_received() == 0 {
             replica.tick()
+            bus.tick()
             if replica.status == .failed {
                 let reason = replica.fault.map { "\($0)" } ?? "unknown"
                 log("stopping: the ledger cannot go on: \(reason)")

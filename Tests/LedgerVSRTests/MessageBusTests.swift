@@ -269,6 +269,32 @@ final class BusHarness {
         #expect(harness.shutDown())
     }
 
+    @Test func silentAndStalledConnectionsAreClosedAfterTheIdleTimeout() throws {
+        let harness = try BusHarness()
+        harness.bus.idleTimeoutTicks = 3
+        let silent = harness.connect()
+        let stalled = harness.connect()
+        let identified = harness.connect()
+        #expect(harness.write(stalled, Array(harness.message(bodySize: 500, seed: 3)[0..<300])))
+        guard let identifiedId = harness.deliver(harness.message(bodySize: 0, seed: 4), from: identified) else {
+            Issue.record("no delivery")
+            return
+        }
+        harness.bus.associate(identifiedId, client: 0x1D)
+        #expect(harness.run(until: { harness.bus.connectionCount == 3 && harness.bus.counters.bytesReceived >= 556 }))
+        for _ in 0..<2 { harness.bus.tick() }
+        #expect(harness.bus.counters.closedIdle == 0, "not yet idle long enough")
+        harness.bus.tick()
+        #expect(harness.bus.counters.closedIdle == 2, "the silent and the stalled connection")
+        #expect(harness.isClosedByServer(silent))
+        #expect(harness.isClosedByServer(stalled))
+        // An identified client with nothing buffered stays, however quiet.
+        for _ in 0..<10 { harness.bus.tick() }
+        #expect(harness.isOpenAndQuiet(identified))
+        #expect(harness.bus.connection(ofClient: 0x1D) == identifiedId)
+        #expect(harness.shutDown())
+    }
+
     @Test func closingFromOnMessageStopsDelivery() throws {
         let harness = try BusHarness()
         harness.closeOnMessage = true
