@@ -99,17 +99,18 @@ public final class Replica<S: Storage, Bus: ClientBus, Time: TimeSource> {
             status = .failed
             return
         }
-        drainRequestQueue()
         preparePulseIfDue()
+        drainRequestQueue()
     }
 
     /// Wall-clock nanoseconds for the next prepare's timestamp (before 1970 reads as 0; the
     /// state machine keeps timestamps increasing either way).
     var realtime: UInt64 { UInt64(max(0, time.realtimeNs())) }
 
-    /// Expiries are due: prepare a `pulse` (one at a time; internal, client 0).
+    /// Expiries are due: prepare a `pulse` (one at a time; internal, client 0). Called before
+    /// queued requests take a free pipeline place, so a busy replica still expires on time.
     func preparePulseIfDue() {
-        guard !pulsePrepared, requestQueue.count == 0 else { return }
+        guard !pulsePrepared else { return }
         let machine = ledger.stateMachine
         let next = max(max(machine.prepareTimestamp, machine.commitTimestamp) + 1, realtime)
         guard machine.pulseNeeded(timestamp: next) else { return }

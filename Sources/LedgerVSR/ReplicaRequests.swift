@@ -188,6 +188,7 @@ extension Replica {
             counters.replies += 1
             bus.send(reply.message, toClient: client)
         }
+        preparePulseIfDue()
         drainRequestQueue()
     }
 
