@@ -71,13 +71,16 @@ public struct ForestStoreConfiguration: Sendable, Equatable {
         /// Production defaults: 256 Ki accounts (32 MiB: a working set of 100 k accounts stays
         /// resident; 64 Ki made most account reads go to the trees), 64 Ki transfers (8 MiB), 64 Ki pending
         /// statuses (1 MiB), no account-event cache (events are read by scans, which do not use
-        /// it), and 1 GiB of grid blocks at 512 KiB (2048 blocks). Id caches: 256 Ki account ids
+        /// it), and 256 MiB of grid blocks at 512 KiB (512 blocks: the block cache is written in
+        /// full at start-up, so it is resident whatever the load; the server's RSS target is
+        /// 1 GiB, docs/lsm.md "Speed and memory"; 1 GiB of blocks alone was the whole budget,
+        /// and the forest benchmark's loads and lookups ran no slower at 256 MiB). Id caches: 256 Ki account ids
         /// (8.5 MiB, the account cache's memory: ids are a quarter of an account's size; a
         /// 16-way cache holds a working set of ~40 % of its capacity with almost no misses, so
         /// 100 k accounts fit where 64 Ki ids thrash under a cyclic sweep), 64 Ki transfer ids
         /// (2.1 MiB: most transfer ids a batch names are new, which the cache cannot answer).
         public static let production = Caches(
-            accounts: 1 << 18, transfers: 1 << 16, transfersPending: 1 << 16, accountEvents: 0, gridBlocks: 2048,
+            accounts: 1 << 18, transfers: 1 << 16, transfersPending: 1 << 16, accountEvents: 0, gridBlocks: 512,
             accountIds: 1 << 18, transferIds: 1 << 16)
     }
 

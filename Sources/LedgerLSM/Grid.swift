@@ -19,15 +19,20 @@ import LedgerKit
 // differs from the referrer's, since that is the more useful diagnosis.
 //
 // Pools, all allocated at init: `readsMax` read IOs (completion + block buffer), a FIFO of
-// `readQueueMax` reads waiting for one, `writesMax` write IOs (completion + block buffer). A
-// write copies the caller's block into its IO buffer, so the caller's buffer is free as soon as
-// `write` returns; at completion the block is copied into the cache. Callbacks are stored, not
-// created: callers pass closures they made once (e.g. `{ [unowned self] in … }` at init) and the
-// read/write path allocates nothing.
+// `readQueueMax` reads waiting for one, `writesMax` write IOs (completion + block buffer). Every
+// block buffer is one of the cache's (`BlockCache` lends its spares), so a completed read or
+// write enters the cache by exchanging buffers with the slot it takes, not by a copy: the IO
+// keeps the evicted block's buffer for its next block. `write(block:)` copies the caller's
+// block into its IO buffer, so the caller's buffer is free as soon as `write` returns;
+// `write(exchanging:)` takes a buffer the caller borrowed with `takeBlock()` and hands back the
+// IO's idle one instead, so a block built in place reaches the cache with no copy at all.
+// Callbacks are stored, not created: callers pass closures they made once (e.g.
+// `{ [unowned self] in … }` at init) and the read/write path allocates nothing.
 //
-// Sketch: production blocks are 512 KiB; a cache hit costs a hash and a 16-byte compare, a write
-// two memcpys (~50 µs each at 10 GB/s) besides the device write; 32 reads + 32 writes in flight
-// hold 32 MiB of IO buffers.
+// Sketch: production blocks are 512 KiB; a cache hit costs a hash and a 16-byte compare; a
+// write costs one memcpy (~50 µs at 10 GB/s) through `write(block:)`, none through
+// `write(exchanging:)`, besides the device write; a read from storage costs no copy. 32 reads +
+// 32 writes in flight hold 32 MiB of IO buffers.
 
 /// The outcome of a grid read.
 public enum GridReadResult {
@@ -64,9 +69,10 @@ public final class Grid<S: Storage> {
 
     private let gridBlockCountMax: UInt64
 
-    // Read IOs: slot `s` uses `readCompletions[s]` and the `s`-th block of `readBuffers`.
+    // Read IOs: slot `s` uses `readCompletions[s]` and the buffer `readBlocks[s]` (one of the
+    // cache's, exchanged with a cache slot's when the read completes).
     private let readCompletions: [StorageCompletion]
-    private let readBuffers: AlignedBuffer
+    private var readBlocks: [UnsafeMutableRawBufferPointer]
     private var readReferences: [BlockReference]
     /// Non-nil while the slot's read is in flight (or its callback runs).
     private var readCallbacks: [ReadCallback?]
@@ -81,17 +87,28 @@ public final class Grid<S: Storage> {
     private var queueHead = 0
     private var queueCount = 0
 
-    // Write IOs: slot `s` uses `writeCompletions[s]` and the `s`-th block of `writeBuffers`.
+    // Write IOs: slot `s` uses `writeCompletions[s]` and the buffer `writeBlocks[s]` (one of the
+    // cache's, exchanged with a cache slot's when the write completes, or with the caller's by
+    // `write(exchanging:)`).
     private let writeCompletions: [StorageCompletion]
-    private let writeBuffers: AlignedBuffer
+    private var writeBlocks: [UnsafeMutableRawBufferPointer]
     /// The address being written, 0 when the slot is idle.
     private var writeAddresses: [UInt64]
     private var writeChecksums: [UInt128]
     private var writeCallbacks: [WriteCallback?]
     private var writeSlotsFree: [Int]
 
-    public init(storage: S, cacheBlocks: Int, readsMax: Int, writesMax: Int, readQueueMax: Int = 256) {
+    /// Block buffers callers may borrow with `takeBlock()` (for `write(exchanging:)`).
+    public let callerBlocks: Int
+    private var callerBlocksTaken = 0
+
+    /// `callerBlocks`: buffers the grid's users borrow at init (`takeBlock()`) to build blocks
+    /// in place and write them with `write(exchanging:)`.
+    public init(
+        storage: S, cacheBlocks: Int, readsMax: Int, writesMax: Int, readQueueMax: Int = 256, callerBlocks: Int = 0
+    ) {
         precondition(readsMax >= 1, "the grid reads")
+        precondition(callerBlocks >= 0, "a buffer count is not negative")
         precondition(writesMax >= 1, "the grid writes")
         precondition(readQueueMax >= 0, "a queue length is not negative")
         precondition(MemoryLayout<HeaderFrame>.offset(of: \HeaderFrame.checksum) == 0,
@@ -103,10 +120,13 @@ public final class Grid<S: Storage> {
         self.readsMax = readsMax
         self.writesMax = writesMax
         self.readQueueMax = readQueueMax
-        cache = BlockCache(capacityBlocks: cacheBlocks, blockSize: blockSize)
+        self.callerBlocks = callerBlocks
+        let cache = BlockCache(
+            capacityBlocks: cacheBlocks, blockSize: blockSize, spareBlocks: readsMax + writesMax + callerBlocks)
+        self.cache = cache
 
         readCompletions = (0..<readsMax).map { _ in StorageCompletion() }
-        readBuffers = AlignedBuffer(count: readsMax * blockSize)
+        readBlocks = (0..<readsMax).map { _ in cache.takeSpare() }
         readReferences = Array(repeating: .null, count: readsMax)
         readCallbacks = Array(repeating: nil, count: readsMax)
         readCacheable = Array(repeating: false, count: readsMax)
@@ -116,7 +136,7 @@ public final class Grid<S: Storage> {
         queuedCallbacks = Array(repeating: nil, count: readQueueMax)
 
         writeCompletions = (0..<writesMax).map { _ in StorageCompletion() }
-        writeBuffers = AlignedBuffer(count: writesMax * blockSize)
+        writeBlocks = (0..<writesMax).map { _ in cache.takeSpare() }
         writeAddresses = Array(repeating: 0, count: writesMax)
         writeChecksums = Array(repeating: 0, count: writesMax)
         writeCallbacks = Array(repeating: nil, count: writesMax)
@@ -140,6 +160,15 @@ public final class Grid<S: Storage> {
     public var readsPending: Int { readsMax - readSlotsFree.count + queueCount }
     /// Writes in flight.
     public var writesPending: Int { writesMax - writeSlotsFree.count }
+
+    /// Lends one of the `callerBlocks` buffers (at init): sector-aligned, `blockSize` bytes,
+    /// valid as long as the grid. The caller builds blocks in it and passes it to
+    /// `write(exchanging:)`, which swaps it for another such buffer.
+    public func takeBlock() -> UnsafeMutableRawBufferPointer {
+        precondition(callerBlocksTaken < callerBlocks, "at most callerBlocks buffers are borrowed")
+        callerBlocksTaken += 1
+        return cache.takeSpare()
+    }
 
     // MARK: Read
 
@@ -171,7 +200,7 @@ public final class Grid<S: Storage> {
             // the referrer names (the one being overwritten), so look there too.
             if writeChecksums[slot] == reference.checksum {
                 statistics.readsFromWrites += 1
-                return UnsafeRawBufferPointer(writeBuffer(slot))
+                return UnsafeRawBufferPointer(writeBlocks[slot])
             }
         }
         guard let slot = cache.lookup(reference.address) else { return nil }
@@ -191,20 +220,23 @@ public final class Grid<S: Storage> {
         statistics.readsFromStorage += 1
         storage.read(
             readCompletions[slot], zone: .grid,
-            offset: storage.layout.gridBlockOffset(address: reference.address), buffer: readBuffer(slot))
+            offset: storage.layout.gridBlockOffset(address: reference.address), buffer: readBlocks[slot])
     }
 
     private func readDone(slot: Int) {
         let reference = readReferences[slot]
         guard let callback = readCallbacks[slot] else { preconditionFailure("a completed read has a callback") }
-        let buffer = UnsafeRawBufferPointer(readBuffer(slot))
+        let buffer = UnsafeRawBufferPointer(readBlocks[slot])
         if let fault = Self.fault(of: buffer, expected: reference) {
             statistics.readFaults += 1
             callback(.fault(fault))
         } else if readCacheable[slot] {
-            let cached = cache.block(slot: cache.insert(reference.address))
-            cached.copyMemory(from: buffer)
-            callback(.block(UnsafeRawBufferPointer(cached)))
+            // The read's buffer becomes the cache slot's; the read IO takes the evicted one.
+            let cacheSlot = cache.insert(reference.address)
+            readBlocks[slot] = cache.exchange(slot: cacheSlot, with: readBlocks[slot])
+            let cached = UnsafeRawBufferPointer(cache.block(slot: cacheSlot))
+            precondition(cached.baseAddress == buffer.baseAddress, "the block read is the block cached")
+            callback(.block(cached))
         } else {
             callback(.block(buffer))
         }
@@ -264,21 +296,53 @@ public final class Grid<S: Storage> {
     /// `callback` runs when the block is durable and in the cache. One write per address at a
     /// time, at most `writesMax` at once.
     public func write(block: UnsafeRawBufferPointer, callback: @escaping WriteCallback) {
+        let address = Self.writeAddress(of: block, blockSize: blockSize)
+        precondition(address <= gridBlockCountMax, "the address is inside the grid")
+        precondition(!isWriting(address), "one write per address at a time")
+        let checksum = block.loadUnaligned(fromByteOffset: 0, as: UInt128.self)
+        guard let slot = writeSlotsFree.popLast() else { preconditionFailure("at most writesMax grid writes in flight") }
+        writeBlocks[slot].copyMemory(from: block)
+        startWrite(slot: slot, address: address, checksum: checksum, callback: callback)
+    }
+
+    /// Writes the sealed block in `block`, a buffer from `takeBlock()` (or handed back by an
+    /// earlier call), without copying it: the grid keeps that buffer, and `block` is set to an
+    /// idle one of the same kind (stale bytes) for the caller's next block. Otherwise as
+    /// `write(block:)`.
+    public func write(exchanging block: inout UnsafeMutableRawBufferPointer, callback: @escaping WriteCallback) {
+        let address = Self.writeAddress(of: UnsafeRawBufferPointer(block), blockSize: blockSize)
+        precondition(address <= gridBlockCountMax, "the address is inside the grid")
+        precondition(!isWriting(address), "one write per address at a time")
+        precondition(cache.isLent(UnsafeRawBufferPointer(block)), "an exchanged write buffer comes from takeBlock()")
+        for slot in 0..<writesMax {
+            precondition(writeBlocks[slot].baseAddress != block.baseAddress, "an exchanged write buffer is not a write IO's")
+        }
+        for slot in 0..<readsMax {
+            precondition(readBlocks[slot].baseAddress != block.baseAddress, "an exchanged write buffer is not a read IO's")
+        }
+        let checksum = UnsafeRawBufferPointer(block).loadUnaligned(fromByteOffset: 0, as: UInt128.self)
+        guard let slot = writeSlotsFree.popLast() else { preconditionFailure("at most writesMax grid writes in flight") }
+        swap(&writeBlocks[slot], &block)
+        startWrite(slot: slot, address: address, checksum: checksum, callback: callback)
+    }
+
+    /// The address of a block passed to a write, after checking it is a whole sealed block.
+    private static func writeAddress(of block: UnsafeRawBufferPointer, blockSize: Int) -> UInt64 {
         precondition(block.count == blockSize, "a grid write is one whole block")
         let header = Header(from: block)
         precondition(header.isChecksumValid, "a grid write is a sealed block")
         precondition(header.frame.command == Command.block.rawValue, "a grid write is a block")
         let address = header.asBlock.address
         precondition(address >= 1, "a block has an address")
-        precondition(address <= gridBlockCountMax, "the address is inside the grid")
-        precondition(!isWriting(address), "one write per address at a time")
         assert(BlockSealing.verify(block: block, expected: BlockReference(address: address, checksum: header.frame.checksum)) == nil,
                "a grid write is a valid block")
-        guard let slot = writeSlotsFree.popLast() else { preconditionFailure("at most writesMax grid writes in flight") }
-        let buffer = writeBuffer(slot)
-        buffer.copyMemory(from: block)
+        return address
+    }
+
+    private func startWrite(slot: Int, address: UInt64, checksum: UInt128, callback: @escaping WriteCallback) {
+        precondition(writeCallbacks[slot] == nil, "a write IO serves one write at a time")
         writeAddresses[slot] = address
-        writeChecksums[slot] = header.frame.checksum
+        writeChecksums[slot] = checksum
         writeCallbacks[slot] = callback
         for read in 0..<readsMax where readCallbacks[read] != nil && readReferences[read].address == address {
             readCacheable[read] = false
@@ -286,15 +350,15 @@ public final class Grid<S: Storage> {
         statistics.writes += 1
         storage.write(
             writeCompletions[slot], zone: .grid, offset: storage.layout.gridBlockOffset(address: address),
-            buffer: UnsafeRawBufferPointer(buffer))
+            buffer: UnsafeRawBufferPointer(writeBlocks[slot]))
     }
 
     private func writeDone(slot: Int) {
         let address = writeAddresses[slot]
         guard let callback = writeCallbacks[slot] else { preconditionFailure("a completed write has a callback") }
         precondition(address != 0, "a completed write has an address")
-        let cached = cache.block(slot: cache.insert(address))
-        cached.copyMemory(from: UnsafeRawBufferPointer(writeBuffer(slot)))
+        // The written buffer becomes the cache slot's; the write IO takes the evicted one.
+        writeBlocks[slot] = cache.exchange(slot: cache.insert(address), with: writeBlocks[slot])
         writeAddresses[slot] = 0
         writeCallbacks[slot] = nil
         writeSlotsFree.append(slot)
@@ -306,15 +370,5 @@ public final class Grid<S: Storage> {
     private func isWriting(_ address: UInt64) -> Bool {
         for slot in 0..<writesMax where writeAddresses[slot] == address { return true }
         return false
-    }
-
-    // MARK: Buffers
-
-    private func readBuffer(_ slot: Int) -> UnsafeMutableRawBufferPointer {
-        UnsafeMutableRawBufferPointer(rebasing: readBuffers.bytes[(slot * blockSize)..<((slot + 1) * blockSize)])
-    }
-
-    private func writeBuffer(_ slot: Int) -> UnsafeMutableRawBufferPointer {
-        UnsafeMutableRawBufferPointer(rebasing: writeBuffers.bytes[(slot * blockSize)..<((slot + 1) * blockSize)])
     }
 }

@@ -9,16 +9,27 @@ import LedgerKit
 // Merging all runs in the bar's last beat made that beat ~30 × slower than the others.
 //
 // The merge is one pass: a binary heap of run indices ordered by (head key, newest run first),
-// popping into `scratch` and keeping only the first (newest) value of each key. One pass moves
-// each value once (pairwise passes would move it log2(runs) times, too much to spread over a
-// half-bar at ~2 beats' worth per beat). The runs stay intact in `storage` until the merge
-// ends, so lookups and scans read them meanwhile; then `storage` and `scratch` swap.
+// popping into the merge buffer and keeping only the first (newest) value of each key. One pass
+// moves each value once (pairwise passes would move it log2(runs) times, too much to spread
+// over a half-bar at ~2 beats' worth per beat). The runs stay intact in `storage` until the
+// merge ends, so lookups and scans read them meanwhile; then `storage` and the merge buffer
+// swap. A table of one run (keys that only ascend: object trees by timestamp, time-based ids)
+// is merged already: no pass, no copy.
 //
 // Sketch (transfers, production): one bar = 32 beats × 8,189 puts = 262 k values of 128 B =
-// 32 MiB, plus as much scratch for the merges (allocated once at init, never after). Sorting a
-// beat's 8 k values is a bottom-up merge sort (stable, no recursion, no allocation):
-// ~8 k × 13 comparisons ≈ 100 µs. A lookup: ≤ 8 k linear compares in the current beat, then
-// ≤ 32 binary searches.
+// 32 MiB (allocated once at init, never after). Sorting a beat's 8 k values is a bottom-up
+// merge sort (stable, no recursion, no allocation): ~8 k × 13 comparisons ≈ 100 µs. A lookup:
+// ≤ 8 k linear compares in the current beat, then ≤ 32 binary searches.
+//
+// Memory: a table's `storage` (capacity values), a sort scratch for one beat's puts
+// (`sortScratchCapacity`, a tree's `valuesPerBeatMax`) and a full-size merge buffer that a
+// tree's two tables share (`MemtableMergeBuffer`: only one table merges at a time), so a tree
+// holds 3 × capacity + 2 × a beat, not 4 × capacity. Nothing is written at allocation: pages
+// become resident as puts reach them (a bar of this workload's puts, not the worst case), and
+// a tree whose puts ascend never touches the merge buffer. When a sort finds more puts than
+// its scratch holds (a configuration that undercounts a beat) or the runs overflow `runsMax`,
+// the table borrows the merge buffer, finishing the other table's paced merge first (its
+// result is the same whichever beat completes it).
 //
 // Within a run each key appears once: a stable sort keeps equal keys in put order, and the
 // dedup keeps the last (the latest put wins). Runs are in put order too, so a later run
@@ -29,14 +40,37 @@ import LedgerKit
 // truncating the suffix back to its length at open: O(1), no undo log. One level only (the
 // state machine never nests).
 
+/// The full-size buffer a tree's two memtables share to merge runs into (see Memtable's
+/// header, "Memory"). A merge swaps it with the merging table's storage, so at any time each of
+/// the three allocations (two storages, this buffer) has exactly one holder, which frees it.
+public final class MemtableMergeBuffer<Value: TreeValue> {
+    public let capacity: Int
+    fileprivate var values: UnsafeMutablePointer<Value>
+    /// The table whose paced merge writes into `values` now, if any.
+    fileprivate weak var merging: Memtable<Value>?
+
+    public init(capacity: Int) {
+        precondition(capacity >= 1, "a merge buffer holds a value")
+        self.capacity = capacity
+        // Not written here: resident only once a merge reaches it.
+        values = .allocate(capacity: capacity)
+    }
+
+    deinit { values.deallocate() }
+}
+
 public final class Memtable<Value: TreeValue> {
     /// Puts this table holds (one bar's worth).
     public let capacity: Int
     /// Runs kept before they are merged into one (one per beat: a bar's beats).
     public let runsMax: Int
 
+    /// Puts one beat's sort takes in its own scratch; more borrow the merge buffer.
+    public let sortScratchCapacity: Int
+
     private var storage: UnsafeMutablePointer<Value>
-    private var scratch: UnsafeMutablePointer<Value>
+    private let sortScratch: UnsafeMutablePointer<Value>
+    private let mergeBuffer: MemtableMergeBuffer<Value>
     /// Run `r` is `storage[runEnds[r - 1] ..< runEnds[r]]` (from 0 for the first); one more
     /// entry than `runsMax` for the run that triggers a merge.
     private let runEnds: UnsafeMutablePointer<Int>
@@ -52,7 +86,8 @@ public final class Memtable<Value: TreeValue> {
     public var scopeIsActive: Bool { scopeCount != nil }
 
     // The immutable table's merge (see the header): a binary min-heap of run indices, each
-    // run's next position in `storage`, values written to `scratch` so far, run values left.
+    // run's next position in `storage`, values written to the merge buffer so far, run values
+    // left.
     private let mergeHeap: UnsafeMutablePointer<Int>
     private let mergeCursors: UnsafeMutablePointer<Int>
     private var mergeHeapCount = 0
@@ -63,13 +98,26 @@ public final class Memtable<Value: TreeValue> {
     /// Runs shorter than this are sorted by insertion before the merge passes.
     private static var insertionRunLength: Int { 16 }
 
-    public init(capacity: Int, runsMax: Int = Constants.lsmCompactionOps) {
+    /// A table of `capacity` puts. `sortScratchCapacity` (default: `capacity`) bounds the puts
+    /// a sort takes without the merge buffer; `mergeBuffer` (default: the table's own) may be
+    /// shared with the tree's other table.
+    public init(
+        capacity: Int, runsMax: Int = Constants.lsmCompactionOps, sortScratchCapacity: Int? = nil,
+        mergeBuffer: MemtableMergeBuffer<Value>? = nil
+    ) {
         precondition(capacity >= 1, "a memtable holds a value")
         precondition(runsMax >= 1, "a memtable keeps a run")
+        let buffer = mergeBuffer ?? MemtableMergeBuffer(capacity: capacity)
+        // Merges swap storage and buffer: both must hold a full table.
+        precondition(buffer.capacity == capacity, "the merge buffer holds exactly a table")
         self.capacity = capacity
         self.runsMax = runsMax
+        self.sortScratchCapacity = min(capacity, sortScratchCapacity ?? capacity)
+        precondition(self.sortScratchCapacity >= 1, "the sort scratch holds a value")
+        self.mergeBuffer = buffer
+        // Neither is written here: pages become resident as puts and sorts reach them.
         storage = .allocate(capacity: capacity)
-        scratch = .allocate(capacity: capacity)
+        sortScratch = .allocate(capacity: self.sortScratchCapacity)
         runEnds = .allocate(capacity: runsMax + 1)
         mergeHeap = .allocate(capacity: runsMax + 1)
         mergeCursors = .allocate(capacity: runsMax + 1)
@@ -77,7 +125,7 @@ public final class Memtable<Value: TreeValue> {
 
     deinit {
         storage.deallocate()
-        scratch.deallocate()
+        sortScratch.deallocate()
         runEnds.deallocate()
         mergeHeap.deallocate()
         mergeCursors.deallocate()
@@ -168,6 +216,14 @@ public final class Memtable<Value: TreeValue> {
         assert(runsAreSorted(), "memtable runs ascend")
         mergeHeapCount = 0
         mergeOut = 0
+        // One run (or none) is sorted with each key once: merged as it is, no copy.
+        if runCount <= 1 {
+            mergeInputsRemaining = 0
+            isMerged = true
+            return
+        }
+        takeMergeBuffer()
+        mergeBuffer.merging = self
         mergeInputsRemaining = count
         for run in 0..<runCount {
             mergeCursors[run] = run == 0 ? 0 : runEnds[run - 1]
@@ -175,22 +231,29 @@ public final class Memtable<Value: TreeValue> {
             heapPush(run)
         }
         isMerged = false
-        // Nothing to merge with one run or none: done now.
-        if runCount <= 1 { finishMerge() }
+    }
+
+    /// Makes the shared merge buffer this table's to write: another table's paced merge into
+    /// it is finished first (`finishMerge` then swaps it out, so read `mergeBuffer.values` after).
+    private func takeMergeBuffer() {
+        if let other = mergeBuffer.merging, other !== self { other.finishMerge() }
+        precondition(mergeBuffer.merging == nil, "one memtable merges into the shared buffer at a time")
     }
 
     /// Merges up to `inputsMax` run values (a bounded step: ~log2(runs) comparisons each).
     public func mergeStep(inputsMax: Int) {
         precondition(isImmutable, "only an immutable memtable merges its runs")
         if isMerged { return }
+        precondition(mergeBuffer.merging === self, "a paced merge owns the shared buffer until it ends")
+        let output = mergeBuffer.values
         var budget = min(inputsMax, mergeInputsRemaining)
         // Each turn consumes one run value: bounded by `budget`.
         while budget > 0 {
             let run = mergeHeap[0]
             let value = storage[mergeCursors[run]]
             // Equal keys pop newest run first: only the first of a key is kept.
-            if mergeOut == 0 || scratch[mergeOut - 1].key != value.key {
-                scratch[mergeOut] = value
+            if mergeOut == 0 || output[mergeOut - 1].key != value.key {
+                (output + mergeOut).initialize(to: value)
                 mergeOut += 1
             }
             mergeCursors[run] += 1
@@ -204,12 +267,12 @@ public final class Memtable<Value: TreeValue> {
         }
         if mergeInputsRemaining == 0 {
             precondition(mergeHeapCount == 0, "every run consumed when no input remains")
-            // Every value now lives in `scratch`: it becomes the storage, one run.
-            if runCount > 0 {
-                swap(&storage, &scratch)
-                runEnds[0] = mergeOut
-                runCount = 1
-            }
+            // Every value now lives in the merge buffer: it becomes the storage, one run, and
+            // the old storage becomes the buffer.
+            swap(&storage, &mergeBuffer.values)
+            mergeBuffer.merging = nil
+            runEnds[0] = mergeOut
+            runCount = 1
             count = mergeOut
             isMerged = true
             assert(runsAreSorted(), "the merged memtable ascends")
@@ -231,6 +294,8 @@ public final class Memtable<Value: TreeValue> {
     /// Empties the table and makes it mutable again.
     public func reset() {
         precondition(scopeCount == nil, "no reset inside a scope")
+        // A merge cut short leaves the buffer free (its partial output is dropped).
+        if mergeBuffer.merging === self { mergeBuffer.merging = nil }
         count = 0
         runCount = 0
         isImmutable = false
@@ -298,8 +363,13 @@ public final class Memtable<Value: TreeValue> {
             }
             return
         }
+        // The beat's own scratch, or the merge buffer for more puts than it holds.
+        var target = sortScratch
+        if length > sortScratchCapacity {
+            takeMergeBuffer()
+            target = mergeBuffer.values
+        }
         var source = storage + start
-        var target = scratch + start
         insertionSortChunks(source, length)
         var width = Self.insertionRunLength
         // Doubles `width` each pass: ≤ log2(capacity) passes.
@@ -390,8 +460,10 @@ public final class Memtable<Value: TreeValue> {
     /// winning on equal keys; it halves the run count, so ≤ log2(runsMax) passes.
     private func mergeRuns() {
         precondition(count == sortedCount, "no unsorted suffix while merging runs")
+        takeMergeBuffer()
         // Bounded by log2(runsMax) passes.
         while runCount > 1 {
+            let scratch = mergeBuffer.values
             var out = 0
             var merged = 0
             var run = 0
@@ -406,8 +478,8 @@ public final class Memtable<Value: TreeValue> {
                 merged += 1
                 run += 2
             }
-            // Every value now lives in `scratch`: it becomes the storage.
-            swap(&storage, &scratch)
+            // Every value now lives in the merge buffer: it becomes the storage.
+            swap(&storage, &mergeBuffer.values)
             runCount = merged
             count = out
         }

@@ -11,7 +11,8 @@
 // Cost: k ≤ 16 sources, a linear scan of them per emitted value. Compaction merges 2 sources and
 // a scan at most 2 memtables + 7 levels, where a scan of ≤ 9 peeks beats a heap's bookkeeping;
 // a tournament tree would pay off only for much larger k. The sources live inline in the
-// iterator (`InlineArray`): no allocation at all.
+// iterator (`InlineArray`): no allocation at all. Compaction takes runs (`nextRun`, below): one
+// scan of the sources per stretch of one source's keys rather than per value.
 
 public enum ScanDirection: Sendable {
     case ascending
@@ -59,6 +60,13 @@ public struct BufferSource<Value: TreeValue>: MergeSource {
     public mutating func advance() {
         precondition(consumed < buffer.count, "advance past a value that was peeked")
         consumed += 1
+    }
+
+    /// Steps past the next `count` values of the buffer (a run the merge emitted in bulk).
+    public mutating func advance(by count: Int) {
+        precondition(count >= 1, "a run holds a value")
+        precondition(count <= buffer.count - consumed, "advance within the buffer")
+        consumed += count
     }
 
     /// Continues with `next` (ascending values, beyond the previous buffer's in the direction).
@@ -172,5 +180,132 @@ public struct MergeIterator<Source: MergeSource> {
 
     private func precedes(_ a: Value.Key, _ b: Value.Key) -> Bool {
         direction == .ascending ? a < b : b < a
+    }
+}
+
+/// What `MergeIterator.nextRun(limit:)` yields next.
+public enum MergeRunStep<Value: TreeValue> {
+    /// Values to emit, in order: a slice of one source's buffer, valid until that source is
+    /// refilled (the caller copies it out before calling the merge again).
+    case run(UnsafeBufferPointer<Value>)
+    /// Source `source` must be refilled before the merge can go on.
+    case blocked(source: Int)
+    case done
+}
+
+// Runs: compaction merges sources whose keys come in long stretches from one source (an index
+// tree's new (account, timestamp) keys all follow the account's older ones; a source whose
+// peers are exhausted is one stretch to its end). Emitting such a stretch as one slice costs a
+// galloping search instead of a peek of every source, an enum and two order checks per value,
+// and lets the table builder copy it with one memcpy.
+//
+// Order: the merge checks (precondition) that each run starts above the last key it took. The
+// order inside a run is the source's, checked by the caller where the values came from (the
+// compaction: `ValueBlock.checkOrder` on every value block it reads, and a check of each
+// memtable run as it copies it); here it is a debug `assert` only.
+extension MergeIterator {
+    /// The next run of values to emit, ascending merges of buffer sources only: at most `limit`
+    /// values of the source holding the smallest key, each below every other source's next key
+    /// (so no other source holds a newer value of it), with tombstones dropped if asked. A key
+    /// held by several sources is a run of one value (the newest), the older ones are skipped.
+    /// Emits the same values, in the same order, as repeated `next()`.
+    public mutating func nextRun<V: TreeValue>(limit: Int) -> MergeRunStep<V> where Source == BufferSource<V> {
+        precondition(direction == .ascending, "runs are slices of ascending buffers")
+        precondition(limit >= 1, "a run holds a value")
+        // Each pass returns or consumes a dropped tombstone: ends within the buffered values.
+        while true {
+            var winner = -1
+            var winnerKey: V.Key? = nil
+            // The smallest next key of the other sources: the winner's run stays below it.
+            var bound: V.Key? = nil
+            for index in 0..<sourceCount {
+                let source = sources[index]!
+                if source.consumed == source.buffer.count {
+                    if source.isLast { continue }
+                    return .blocked(source: index)
+                }
+                let key = source.buffer[source.consumed].key
+                guard let best = winnerKey else {
+                    winner = index
+                    winnerKey = key
+                    continue
+                }
+                if key < best || (key == best && priorities[index] < priorities[winner]) {
+                    bound = Self.smaller(bound, best)
+                    winner = index
+                    winnerKey = key
+                } else {
+                    bound = Self.smaller(bound, key)
+                }
+            }
+            guard let key = winnerKey else { return .done }
+            if let lastKey { precondition(lastKey < key, "merged keys move strictly in the scan direction") }
+            let buffer = sources[winner]!.buffer
+            let start = sources[winner]!.consumed
+            if let bound, bound == key {
+                // Shadowed: older sources hold the key too. Consume it everywhere, emit the newest.
+                lastKey = key
+                for index in 0..<sourceCount {
+                    let source = sources[index]!
+                    if source.consumed < source.buffer.count && source.buffer[source.consumed].key == key {
+                        sources[index]!.advance()
+                    }
+                }
+                if dropTombstones && buffer[start].isTombstone { continue }
+                return .run(UnsafeBufferPointer(rebasing: buffer[start..<(start + 1)]))
+            }
+            if dropTombstones && buffer[start].isTombstone {
+                lastKey = key
+                sources[winner]!.advance()
+                continue
+            }
+            let end = Self.runEnd(
+                buffer, start: start, end: start + min(limit, buffer.count - start), bound: bound,
+                stopAtTombstone: dropTombstones)
+            let run = UnsafeBufferPointer(rebasing: buffer[start..<end])
+            assert(ValueBlock<V>.isAscending(run), "a source's buffer ascends")
+            lastKey = run[run.count - 1].key
+            sources[winner]!.advance(by: run.count)
+            return .run(run)
+        }
+    }
+
+    private static func smaller<K: Comparable>(_ a: K?, _ b: K) -> K {
+        guard let a else { return b }
+        return b < a ? b : a
+    }
+
+    /// The end of the run that starts at `start` (whose key is below `bound`): the first index
+    /// in `start + 1 ..< end` whose key is not below `bound` (or a tombstone, if asked), else `end`.
+    private static func runEnd<V: TreeValue>(
+        _ buffer: UnsafeBufferPointer<V>, start: Int, end: Int, bound: V.Key?, stopAtTombstone: Bool
+    ) -> Int {
+        precondition(start < end, "a run holds a value")
+        if stopAtTombstone {
+            // Every value is looked at anyway: a linear scan, bounded by `end`.
+            var index = start + 1
+            while index < end && !buffer[index].isTombstone {
+                if let bound, !(buffer[index].key < bound) { break }
+                index += 1
+            }
+            return index
+        }
+        guard let bound else { return end }
+        if buffer[end - 1].key < bound { return end }
+        // Gallop: `low` is below the bound, `high` is not (end - 1 is not); double the step
+        // until `high` is not below (≤ log2(end - start) steps), then bisect (as many again).
+        var low = start
+        var high = start + 1
+        var step = 1
+        while high < end - 1 && buffer[high].key < bound {
+            low = high
+            step *= 2
+            high = min(start + step, end - 1)
+        }
+        while high - low > 1 {
+            let middle = low + (high - low) / 2
+            if buffer[middle].key < bound { low = middle } else { high = middle }
+        }
+        return high
     }
 }

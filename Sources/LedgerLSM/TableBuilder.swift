@@ -24,7 +24,8 @@ import LedgerKit
 //
 // A state machine rather than a callback, so the caller can stop between blocks to wait for IO
 // and nothing captures context on the hot path. Per value: one store into the block and one key
-// comparison (strict order is a precondition: a merge that emits a key twice is a bug).
+// comparison (strict order is a precondition: a merge that emits a key twice is a bug); per run
+// (`append(contentsOf:)`): one copy and one comparison at the run's start.
 
 /// What a built table is: what the manifest records about it.
 public struct BuiltTable<Value: TreeValue>: Equatable, Sendable {
@@ -118,6 +119,23 @@ public final class TableBuilder<Value: TreeValue> {
         blockValueCount += 1
         valueCount += 1
         lastKey = key
+    }
+
+    /// Appends a run of values in one copy (a slice the merge emitted: ascending, its first key
+    /// above every key appended to this table). Only the run's first key is checked against the
+    /// table: the order inside the run is its source's, checked by the caller where the values
+    /// came from (TreeCompaction: value blocks read, memtable runs), re-checked here in debug.
+    public func append(contentsOf values: UnsafeBufferPointer<Value>) {
+        precondition(block != nil, "a value block is attached")
+        precondition(values.count >= 1, "a run holds a value")
+        precondition(values.count <= valueBlockCapacity - blockValueCount, "the value block has room")
+        if let lastKey { precondition(lastKey < values[0].key, "table keys strictly ascend") }
+        assert(ValueBlock<Value>.isAscending(values), "a run ascends")
+        // The block's memory is bound to `Value` (`ValueBlock.body`); values are trivial.
+        (blockValues.baseAddress! + blockValueCount).update(from: values.baseAddress!, count: values.count)
+        blockValueCount += values.count
+        valueCount += values.count
+        lastKey = values[values.count - 1].key
     }
 
     /// Seals the attached, non-empty value block at `address` and detaches it; the caller then

@@ -44,12 +44,17 @@ import LedgerKit
 //
 // ## Memory per tree (all allocated at init)
 //
-//   memtables       2 × 2 × capacity × value size (storage + sort scratch)
-//   jobs            levelCount jobs × 6 blocks (A index/value, B index/value, output value/index)
+//   memtables       (3 × capacity + 2 × valuesPerBeatMax) × value size (see below)
+//   jobs            jobsPerHalfBarMax (levelCount / 2 + 1) jobs × 6 blocks (A index/value,
+//                   B index/value, output value/index): a pool lent to the levels a half-bar
+//                   plans, not one job per level (a half-bar runs at most that many; one per
+//                   level kept 7 jobs where 4 can be busy: 525 MiB of buffers where 300 do)
 //   lookups         lookupsMax contexts (levelCount table infos each); lookups read grid blocks
 //                   in place, no buffers of their own.
 //   manifest        levelCount × tablesMax table infos (+ keys).
-// Testing (4 KiB blocks, 7 levels): 168 KiB of job buffers; production (512 KiB): 21 MiB.
+// Testing (4 KiB blocks, 7 levels): 96 KiB of job buffers; production (512 KiB): 12 MiB.
+// The memtables share one merge buffer and sort each beat in a beat-sized scratch, so a tree
+// holds 3 × capacity + 2 × valuesPerBeatMax values, touched only as used (Memtable.swift).
 //
 // ## Not done yet
 //
@@ -154,7 +159,9 @@ public final class Tree<Value: TreeValue, S: Storage> {
     var mutable: Memtable<Value>
     var immutable: Memtable<Value>
 
-    /// `jobs[0]`: immutable → 0; `jobs[b]`, b ≥ 1: level b − 1 → b.
+    /// The pool of a half-bar's jobs (`jobsPerHalfBarMax`): `planJob` lends an idle one to a
+    /// level B, `finishHalfBar` ends them all. Jobs plan in a fixed order (immutable, then
+    /// levels ascending), so the pool's order is level B's order, as the manifest events need.
     private let jobs: [TreeCompaction<Value, S>]
     private var isHalfBarActive = false
     private var ownsReservationSession = false
@@ -191,9 +198,16 @@ public final class Tree<Value: TreeValue, S: Storage> {
         precondition(grid.readsMax + grid.readQueueMax >= configuration.lookupsMax + jobsPerHalfBarMax,
                      "the grid queues a read for every lookup and job (each waits for one at a time)")
         manifest = Manifest(treeId: treeId, configuration: configuration.manifest)
-        mutable = Memtable(capacity: configuration.memtableCapacity, runsMax: configuration.compactionOps)
-        immutable = Memtable(capacity: configuration.memtableCapacity, runsMax: configuration.compactionOps)
-        jobs = (0..<configuration.manifest.levelCount).map { _ in
+        // One merge buffer for both memtables (only the immutable one merges) and a beat's
+        // worth of sort scratch each (Memtable.swift, "Memory").
+        let mergeBuffer = MemtableMergeBuffer<Value>(capacity: configuration.memtableCapacity)
+        mutable = Memtable(
+            capacity: configuration.memtableCapacity, runsMax: configuration.compactionOps,
+            sortScratchCapacity: configuration.valuesPerBeatMax, mergeBuffer: mergeBuffer)
+        immutable = Memtable(
+            capacity: configuration.memtableCapacity, runsMax: configuration.compactionOps,
+            sortScratchCapacity: configuration.valuesPerBeatMax, mergeBuffer: mergeBuffer)
+        jobs = (0..<jobsPerHalfBarMax).map { _ in
             TreeCompaction(
                 treeId: treeId, grid: grid, freeSet: freeSet, valueBlocksMax: configuration.valueBlocksMax(Value.self),
                 tablesMax: configuration.manifest.tablesMax)
@@ -359,7 +373,13 @@ public final class Tree<Value: TreeValue, S: Storage> {
         where manifest.level(level).overlapCount(keyMin: keyMin, keyMax: keyMax, snapshot: TableInfo.snapshotLatest) > 0 {
             dropTombstones = false
         }
-        let reserved = jobs[levelB].plan(
+        var idle: TreeCompaction<Value, S>?
+        for job in jobs where !job.isActive {
+            idle = job
+            break
+        }
+        guard let job = idle else { preconditionFailure("a half-bar plans at most jobsPerHalfBarMax jobs") }
+        let reserved = job.plan(
             sourceA: sourceA, levelB: levelB, tablesB: tablesB, dropTombstones: dropTombstones, snapshot: snapshot)
         if !reserved && fault == nil { fault = .gridFull }
     }

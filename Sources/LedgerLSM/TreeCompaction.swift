@@ -8,7 +8,8 @@ import LedgerKit
 // manifest changes at the end of the half-bar (the tree does that, from `outputs`/`inputs`).
 //
 // The job is a state machine driven by `run()`: each turn writes a ready output block, reads
-// the next input block a blocked merge source needs, or moves one value through the merge.
+// the next input block a blocked merge source needs, or moves one run of values through the
+// merge (`MergeIterator.nextRun`: a stretch of one source copied in bulk into the output block).
 // Grid reads and writes may call back before they return (memory hits): `isRunning` turns such
 // a callback into a plain "go on" for the loop already running, so the stack never grows.
 //
@@ -238,16 +239,31 @@ final class TreeCompaction<Value: TreeValue, S: Storage> {
                 isBeatActive = false
                 return true
             }
-            switch merge.next() {
-            case .value(let value):
+            // A run never overfills the output block, nor (but in the last beat) the beat's quota.
+            let room = builder.valueBlockCapacity - builder.blockValueCount
+            let limit = isLastBeat ? room : min(room, beatTarget - progress())
+            switch merge.nextRun(limit: limit) {
+            case .run(let values):
+                // The merge and the builder check order only where runs meet. Runs of table
+                // blocks passed `checkOrder` when read; a memtable's run is checked here, as it
+                // is copied, so every value written is order-checked in release builds.
+                if isMemtableRun(values) {
+                    precondition(ValueBlock<Value>.isAscending(values), "the immutable memtable ascends")
+                }
                 if !builder.hasValueBlock { builder.attachValueBlock(buffer(4)) }
-                builder.append(value)
+                builder.append(contentsOf: values)
             case .blocked(let source):
                 startRead(source: source)
             case .done:
                 isMergeDone = true
             }
         }
+    }
+
+    /// Whether `run` is a slice of the immutable memtable (not of a value block read).
+    private func isMemtableRun(_ run: UnsafeBufferPointer<Value>) -> Bool {
+        guard let memtableStart = memtableValues.baseAddress, let runStart = run.baseAddress else { return false }
+        return runStart >= memtableStart && runStart < memtableStart + memtableValues.count
     }
 
     /// Input values the merge has consumed.

@@ -157,10 +157,7 @@ public struct ValueBlock<Value: TreeValue> {
     /// Throws `.order` unless keys are strictly ascending (a block written by a buggy or hostile
     /// writer whose checksums still verify).
     public func checkOrder() throws(TableBlockError) {
-        if values.count < 2 { return }
-        for index in 1..<values.count where !(values[index - 1].key < values[index].key) {
-            throw .order(index: index)
-        }
+        if let index = Self.firstDisorder(values) { throw .order(index: index) }
     }
 
     public var keyMin: Value.Key { values[0].key }
@@ -198,9 +195,20 @@ public struct ValueBlock<Value: TreeValue> {
     }
 
     static func isAscending(_ values: UnsafeBufferPointer<Value>) -> Bool {
-        if values.count < 2 { return true }
-        for index in 1..<values.count where !(values[index - 1].key < values[index].key) { return false }
-        return true
+        firstDisorder(values) == nil
+    }
+
+    /// The first index whose key is not above its predecessor's, or nil if keys strictly
+    /// ascend. Each key is extracted once (a compaction checks every block it reads).
+    static func firstDisorder(_ values: UnsafeBufferPointer<Value>) -> Int? {
+        if values.count < 2 { return nil }
+        var previous = values[0].key
+        for index in 1..<values.count {
+            let key = values[index].key
+            if !(previous < key) { return index }
+            previous = key
+        }
+        return nil
     }
 }
 

@@ -109,4 +109,88 @@ import Testing
         let slots = Set(present.map { cache.lookup($0)! })
         #expect(slots.count == present.count, "seed \(seed)")
     }
+
+    /// A lent buffer moves into a slot without a copy; the slot's former buffer is lent instead.
+    @Test func exchangeMovesBuffers() {
+        let cache = BlockCache(capacityBlocks: 16, blockSize: 4096, spareBlocks: 2)
+        let spare = cache.takeSpare()
+        let other = cache.takeSpare()
+        #expect(spare.baseAddress != other.baseAddress)
+        #expect(Int(bitPattern: spare.baseAddress!) % 4096 == 0, "IO buffers are sector-aligned")
+        #expect(cache.isLent(UnsafeRawBufferPointer(spare)))
+        let slot = cache.insert(5)
+        cache.block(slot: slot).initializeMemory(as: UInt8.self, repeating: 1)
+        let former = cache.block(slot: slot)
+        #expect(!cache.isLent(UnsafeRawBufferPointer(former)), "a slot's buffer is not lent")
+        spare.initializeMemory(as: UInt8.self, repeating: 7)
+        let returned = cache.exchange(slot: slot, with: spare)
+        #expect(returned.baseAddress == former.baseAddress, "the slot's former buffer comes back")
+        #expect(cache.block(slot: slot).baseAddress == spare.baseAddress, "no copy: the slot names the buffer")
+        #expect(cache.block(slot: slot).allSatisfy { $0 == 7 })
+        #expect(cache.lookup(5) == slot)
+        #expect(cache.isLent(UnsafeRawBufferPointer(returned)))
+        #expect(!cache.isLent(UnsafeRawBufferPointer(spare)))
+        // A buffer the cache does not own is not lent (and `exchange` would trap on it).
+        let foreign = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
+        defer { foreign.deallocate() }
+        #expect(!cache.isLent(UnsafeRawBufferPointer(foreign)))
+        #expect(!cache.isLent(UnsafeRawBufferPointer(rebasing: returned[1...])), "only whole buffers")
+    }
+
+    @Test func exchangeRejectsBuffersNotLent() async {
+        await #expect(processExitsWith: .failure, "a buffer in a slot cannot be exchanged into another") {
+            let cache = BlockCache(capacityBlocks: 16, blockSize: 4096, spareBlocks: 1)
+            let first = cache.insert(1)
+            let second = cache.insert(2)
+            _ = cache.exchange(slot: second, with: cache.block(slot: first))
+        }
+        await #expect(processExitsWith: .failure, "a foreign buffer cannot be exchanged") {
+            let cache = BlockCache(capacityBlocks: 16, blockSize: 4096, spareBlocks: 1)
+            let foreign = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 4096)
+            _ = cache.exchange(slot: cache.insert(1), with: foreign)
+        }
+        await #expect(processExitsWith: .failure, "a spare is lent once") {
+            let cache = BlockCache(capacityBlocks: 16, blockSize: 4096, spareBlocks: 1)
+            _ = cache.takeSpare()
+            _ = cache.takeSpare()
+        }
+        await #expect(processExitsWith: .failure, "a buffer lent back is not exchanged twice") {
+            let cache = BlockCache(capacityBlocks: 16, blockSize: 4096, spareBlocks: 1)
+            let spare = cache.takeSpare()
+            _ = cache.exchange(slot: cache.insert(1), with: spare)
+            _ = cache.exchange(slot: cache.insert(2), with: spare)
+        }
+    }
+
+    /// Randomized exchanges: buffers stay a permutation (each slot and each lent buffer distinct,
+    /// every buffer in exactly one place), and a slot keeps the bytes last put in it.
+    @Test(arguments: 0..<10)
+    func randomizedExchangesKeepBuffersDistinct(seed: Int) {
+        var prng = PRNG(seed: UInt64(seed))
+        let capacity = 16 * prng.int(in: 1...4)
+        let spareCount = prng.int(in: 1...6)
+        let cache = BlockCache(capacityBlocks: capacity, blockSize: 4096, spareBlocks: spareCount)
+        var lent = (0..<spareCount).map { _ in cache.takeSpare() }
+        var marks: [UInt64: UInt8] = [:]
+        for step in 0..<2000 {
+            let address = 1 + prng.below(UInt64(capacity * 3))
+            let slot = cache.insert(address)
+            let index = prng.int(in: 0...(spareCount - 1))
+            let mark = UInt8(truncatingIfNeeded: step)
+            lent[index].storeBytes(of: mark, toByteOffset: 100, as: UInt8.self)
+            lent[index] = cache.exchange(slot: slot, with: lent[index])
+            marks[address] = mark
+        }
+        var starts = Set<UnsafeMutableRawPointer>()
+        for slot in 0..<capacity { starts.insert(cache.block(slot: slot).baseAddress!) }
+        for buffer in lent {
+            starts.insert(buffer.baseAddress!)
+            #expect(cache.isLent(UnsafeRawBufferPointer(buffer)), "seed \(seed)")
+        }
+        #expect(starts.count == capacity + spareCount, "seed \(seed): every buffer in one place")
+        for (address, mark) in marks {
+            guard let slot = cache.lookup(address) else { continue }
+            #expect(cache.block(slot: slot)[100] == mark, "seed \(seed): block \(address)")
+        }
+    }
 }
