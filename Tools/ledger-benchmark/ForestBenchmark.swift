@@ -392,8 +392,12 @@ private func printConfiguredMemory(_ store: ForestStore<FileStorage>, configurat
     var jobBytes = 0
     func tree<Value: TreeValue>(_ tree: Tree<Value, FileStorage>?) {
         guard let tree else { return }
-        memtableBytes += 2 * 2 * tree.configuration.memtableCapacity * MemoryLayout<Value>.stride
-        jobBytes += tree.configuration.manifest.levelCount * 6 * blockSize
+        // Two tables' storage, one shared merge buffer, and a beat's sort scratch per table
+        // (Memtable.swift "Memory"); configured, not resident: pages count once written.
+        let stride = MemoryLayout<Value>.stride
+        memtableBytes += (3 * tree.configuration.memtableCapacity + 2 * tree.configuration.valuesPerBeatMax) * stride
+        // The half-bar's job pool (Tree.swift `jobsPerHalfBarMax`), 6 blocks each.
+        jobBytes += (tree.configuration.manifest.levelCount / 2 + 1) * 6 * blockSize
     }
     var objectCacheBytes = 0
     func groove<Object: GrooveObject>(_ groove: Groove<Object, FileStorage>) {
@@ -420,7 +424,7 @@ private func printConfiguredMemory(_ store: ForestStore<FileStorage>, configurat
         + "grid IO buffers \(ioBytes >> 20) MiB; object caches (accounts \(configuration.accounts.cacheCapacity), "
         + "transfers \(configuration.transfers.cacheCapacity), pending \(configuration.transfersPending.cacheCapacity), "
         + "events \(configuration.accountEvents.cacheCapacity) objects) + stashes \(objectCacheBytes >> 20) MiB; "
-        + "memtables (\(forest.trees.count) trees × 2 tables × storage+scratch) \(memtableBytes >> 20) MiB; "
+        + "memtables (\(forest.trees.count) trees × 2 tables + shared merge buffer + beat scratch) \(memtableBytes >> 20) MiB; "
         + "compaction job buffers \(jobBytes >> 20) MiB; manifest log extents (\(forest.manifestLogTablesMax) tables, "
         + "\(extentSlots) slots) \(extentBytes >> 20) MiB; total ≈ \(total >> 20) MiB")
 }
