@@ -10,26 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-venv=.build/conformance-venv
-if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
-    sudo_cmd=""
-    [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-    $sudo_cmd apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq python3-venv
-fi
-if [ ! -x "$venv/bin/python" ]; then
-    mkdir -p .build
-    python3 -m venv "$venv"
-fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    -r Tests/conformance/requirements.txt
-
-if [ -z "${LEDGER_BIN:-}" ]; then
-    ./scripts/install-dependencies.sh
-    swift build -c release --product ledger
-    swift build -c release --product ledger-format
-    LEDGER_BIN="$(swift build -c release --show-bin-path)"
-fi
+source ./scripts/python-client-setup.sh
 
 development=()
 [ "${LEDGER_DEVELOPMENT:-0}" = "1" ] && development=(--development)

@@ -8,31 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-venv=.build/conformance-venv
-
-# Debian/Ubuntu ship `python3 -m venv` in a separate package (python3-venv: it provides ensurepip).
-if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
-    sudo_cmd=""
-    [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-    $sudo_cmd apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq python3-venv
-fi
-
-if [ ! -x "$venv/bin/python" ]; then
-    mkdir -p .build
-    python3 -m venv "$venv"
-fi
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-    -r Tests/conformance/requirements.txt
-
-if [ -z "${LEDGER_BIN:-}" ]; then
-    ./scripts/install-dependencies.sh
-    # One product per invocation: `swift build` takes a single --product.
-    swift build -c release --product ledger
-    swift build -c release --product ledger-format
-    LEDGER_BIN="$(swift build -c release --show-bin-path)"
-fi
-export LEDGER_BIN
+source ./scripts/python-client-setup.sh
 
 # Bytecode and the pytest cache go under .build (ignored by git), not into the source tree.
 export PYTHONDONTWRITEBYTECODE=1
