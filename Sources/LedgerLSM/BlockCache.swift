@@ -13,9 +13,11 @@ import LedgerKit
 //
 // Slots name buffers, they do not own fixed bytes: the cache allocates `capacityBlocks +
 // spareBlocks` sector-aligned block buffers, slot `s` starts on buffer `s`, and the spares are
-// lent to the grid's IO slots. A completed IO puts its block in the cache by exchanging buffers
-// with the slot it takes (`exchange`): the IO's buffer becomes the slot's, the evicted block's
-// buffer becomes the IO's. A 512 KiB block then enters the cache without a memcpy (the copy was
+// lent to the grid's IO slots and to compaction jobs. The slots' buffers are touched at init
+// (huge pages, no page faults in the first bars); the spares are a separate mapping, resident
+// only as they are used (an idle compaction job's output buffers cost no memory). A completed
+// IO puts its block in the cache by exchanging buffers with the slot it takes (`exchange`): the
+// IO's buffer becomes the slot's, the evicted block's buffer becomes the IO's. A 512 KiB block then enters the cache without a memcpy (the copy was
 // 11 % of the server's CPU under load). The cache checks that every buffer handed to it is one
 // of its own and lent out, so a buffer is never in two places.
 //
@@ -40,8 +42,11 @@ public final class BlockCache {
     private let tags: UnsafeMutableBufferPointer<UInt16>
     /// Per set: the CLOCK use counts and hand.
     private let clock: ClockSets
-    /// `(capacityBlocks + spareBlocks) × blockSize` bytes: buffer `b` at `b × blockSize`.
+    /// `capacityBlocks × blockSize` bytes: buffer `b < capacityBlocks` at `b × blockSize`.
     private let buffers: UnsafeMutableRawBufferPointer
+    /// `spareBlocks × blockSize` bytes: buffer `capacityBlocks + i` at `i × blockSize`.
+    private let spares: UnsafeMutableRawBufferPointer
+    private let sparesBuffer: AlignedBuffer?
     /// The first is set when `buffers` came from `LargeAllocation` (huge pages), the second
     /// otherwise (a sector-aligned allocation: small caches in tests).
     private let buffersLarge: UnsafeMutableBufferPointer<UInt8>?
@@ -72,7 +77,15 @@ public final class BlockCache {
         tags = LargeAllocation.allocate(UInt16.self, capacity: capacityBlocks)
         clock = ClockSets(setCount: setCount)
         let bufferCount = capacityBlocks + spareBlocks
-        let bufferBytes = bufferCount * blockSize
+        let bufferBytes = capacityBlocks * blockSize
+        if spareBlocks > 0 {
+            let mapped = AlignedBuffer(count: spareBlocks * blockSize, alignment: Constants.sectorSize)
+            sparesBuffer = mapped
+            spares = mapped.bytes
+        } else {
+            sparesBuffer = nil
+            spares = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+        }
         if bufferBytes >= LargeAllocation.hugePageThresholdBytes {
             // Mapped at a huge-page boundary, so sector-aligned; every page touched at init.
             let large = LargeAllocation.allocate(UInt8.self, capacity: bufferBytes)
@@ -201,14 +214,24 @@ public final class BlockCache {
     // MARK: Internals
 
     private func buffer(_ index: Int) -> UnsafeMutableRawBufferPointer {
-        UnsafeMutableRawBufferPointer(start: buffers.baseAddress! + index * blockSize, count: blockSize)
+        if index < capacityBlocks {
+            return UnsafeMutableRawBufferPointer(start: buffers.baseAddress! + index * blockSize, count: blockSize)
+        }
+        precondition(index < capacityBlocks + spareBlocks, "buffer index inside the cache")
+        return UnsafeMutableRawBufferPointer(
+            start: spares.baseAddress! + (index - capacityBlocks) * blockSize, count: blockSize)
     }
 
     private func bufferIndexIfOwned(_ block: UnsafeRawBufferPointer) -> Int? {
         guard block.count == blockSize, let start = block.baseAddress else { return nil }
         let offset = start - UnsafeRawPointer(buffers.baseAddress!)
-        guard offset >= 0, offset < buffers.count, offset % blockSize == 0 else { return nil }
-        return offset / blockSize
+        if offset >= 0, offset < buffers.count {
+            return offset % blockSize == 0 ? offset / blockSize : nil
+        }
+        guard let sparesStart = spares.baseAddress else { return nil }
+        let spareOffset = start - UnsafeRawPointer(sparesStart)
+        guard spareOffset >= 0, spareOffset < spares.count, spareOffset % blockSize == 0 else { return nil }
+        return capacityBlocks + spareOffset / blockSize
     }
 
     private func bufferIndex(of block: UnsafeRawBufferPointer) -> Int {

@@ -1,3 +1,4 @@
+import CLedgerHints
 import LedgerKit
 
 // A groove's object cache (storage spec §5, "Caches" and "Prefetch, then execute"): a 16-way
@@ -53,6 +54,12 @@ public final class CacheMap<Value: TreeValue> {
     public let cacheCapacity: Int
     /// Values the stash holds: the most upserts between two `compact()`s.
     public let stashCapacity: Int
+    /// Whether a value evicted from the cache moves into the stash (the batch guarantee above).
+    /// False for a pure cache whose answers the caller copies out when it reads them (a
+    /// groove's id cache: prefetch copies each answer into the batch's id map, and execute never
+    /// reads the id cache), so an eviction just forgets the value: it saves the stash insert
+    /// (a miss in a table of MiBs and a copy) per eviction.
+    public let retainsEvictions: Bool
     /// Changes one scope can log.
     public var undoCapacity: Int { stashCapacity }
     let setCount: Int
@@ -93,8 +100,10 @@ public final class CacheMap<Value: TreeValue> {
     /// Values the cache evicted into the stash.
     public private(set) var evictions: UInt64 = 0
 
-    public init(cacheCapacity: Int, stashCapacity: Int) {
+    public init(cacheCapacity: Int, stashCapacity: Int, retainsEvictions: Bool = true) {
         precondition(cacheCapacity >= 0, "a cache capacity is a count of values")
+        precondition(retainsEvictions || cacheCapacity > 0, "a cache that forgets evictions has a cache part")
+        self.retainsEvictions = retainsEvictions
         precondition(cacheCapacity % Self.ways == 0, "the cache capacity is whole sets of 16 ways")
         precondition(stashCapacity > 0, "the stash holds at least one batch's values")
         precondition(Self.ways == UInt16.bitWidth, "a set's occupancy fills one u16")
@@ -176,6 +185,42 @@ public final class CacheMap<Value: TreeValue> {
             return true
         case .absent:
             return false
+        }
+    }
+
+    // MARK: Software prefetch (execute's hints, ForestStore.hint)
+
+    /// Starts loading the cache lines a lookup of `key` reads first: its set's tags and
+    /// occupancy, and with `stash` the stash's home slot (an insert of a new key probes it).
+    /// A hint only: it never faults and changes nothing, so a wrong or stale key costs a wasted
+    /// load, never a wrong answer.
+    @inline(__always)
+    public func prefetchPlacement(of key: Key, stash: Bool) {
+        let hash = Self.hash(key)
+        if cacheCapacity > 0 {
+            let set = placement(hash).set
+            ledger_prefetch_read(UnsafeRawPointer(cacheTags.baseAddress! + set * Self.ways))
+            ledger_prefetch_read(UnsafeRawPointer(cacheOccupied.baseAddress! + set))
+        }
+        if stash {
+            let home = stashHome(hash)
+            ledger_prefetch_read(UnsafeRawPointer(stashUsed.baseAddress! + home))
+            ledger_prefetch_read(UnsafeRawPointer(stashValues.baseAddress! + home))
+        }
+    }
+
+    /// Starts loading the value lines of the cache ways whose tag matches `key`'s (the set's
+    /// tags should be loaded already, by `prefetchPlacement`). Reads tags, changes nothing.
+    @inline(__always)
+    public func prefetchValue(of key: Key) {
+        guard cacheCapacity > 0 else { return }
+        let (set, tag) = placement(Self.hash(key))
+        let base = set * Self.ways
+        let occupied = cacheOccupied[set]
+        for way in 0..<Self.ways where occupied & (UInt16(1) << UInt16(way)) != 0 && cacheTags[base + way] == tag {
+            let value = UnsafeRawPointer(cacheValues.baseAddress! + base + way)
+            ledger_prefetch_read(value)
+            if MemoryLayout<Value>.stride > 64 { ledger_prefetch_read(value + 64) }
         }
     }
 
@@ -369,7 +414,7 @@ public final class CacheMap<Value: TreeValue> {
         if cacheOccupied[set] & bit != 0 {
             let evicted = cacheValues[slot]
             precondition(evicted.key != key, "a key evicted by its own insert was found first")
-            stashInsert(evicted, hash: Self.hash(evicted.key))
+            if retainsEvictions { stashInsert(evicted, hash: Self.hash(evicted.key)) }
             evictions += 1
         } else {
             cacheOccupied[set] |= bit

@@ -84,6 +84,13 @@ public final class ForestStore<S: Storage>: LedgerStore {
     private var accountHintSlots: (Int, Int, Int, Int) = (0, 0, 0, 0)
     private var accountHintNext = 0
 
+    /// Account timestamps whose cache sets `hint` started loading, each waiting
+    /// `accountValueHintLag` hints before its value lines are loaded (the set's tags must be in
+    /// by then): a ring of two per hint, 0 for none.
+    private static var accountValueHintLag: Int { 8 }
+    private let accountValueHints: UnsafeMutableBufferPointer<UInt64>
+    private var accountValueHintNext = 0
+
     public init(storage: S, configuration: ForestStoreConfiguration) {
         self.configuration = configuration
         forest = Forest(storage: storage, configuration: configuration.forest)
@@ -107,8 +114,12 @@ public final class ForestStore<S: Storage>: LedgerStore {
         accountQueries = ForestQuery(accounts: accounts)
         transferQueries = ForestQuery(transfers: transfers)
         prefetcher = ForestStorePrefetcher()
+        accountValueHints = .allocate(capacity: 2 * Self.accountValueHintLag)
+        accountValueHints.initialize(repeating: 0)
         prefetcher.attach(self)
     }
+
+    deinit { accountValueHints.deallocate() }
 
     // MARK: Beat, checkpoint, open
 
@@ -166,8 +177,33 @@ public final class ForestStore<S: Storage>: LedgerStore {
         prefetcher.finish(callback: callback)
     }
 
-    /// The forest answers from memory that prefetch filled: hints have nothing to overlap.
-    public func hint(accountId: UInt128, otherAccountId: UInt128, transferId: UInt128, records: Bool) {}
+    /// Execute reads only memory that prefetch filled, but that memory (the batch's id maps,
+    /// tens of MiB of object and id caches) is far larger than the CPU caches: each lookup
+    /// costs dependent misses. The state machine hints events ahead (CreateBatch.swift), twice:
+    /// first (`records` false) the ids' batch-map slots and, for a transfer, the id-cache and
+    /// object-cache sets and stash slots its insert probes (by its id and its would-be
+    /// `timestamp`); then (`records` true, nearer) the accounts' cache sets, found through the
+    /// now-loaded batch map. Loads only: answers are unchanged.
+    public func hint(
+        accountId: UInt128, otherAccountId: UInt128, transferId: UInt128, timestamp: UInt64, records: Bool
+    ) {
+        if records {
+            // The ring's entries from `accountValueHintLag` hints ago: their tags are loaded.
+            let position = accountValueHintNext
+            accountValueHintNext = (position + 2) % accountValueHints.count
+            if accountValueHints[position] != 0 { accounts.cache.prefetchValue(of: accountValueHints[position]) }
+            if accountValueHints[position + 1] != 0 { accounts.cache.prefetchValue(of: accountValueHints[position + 1]) }
+            accountValueHints[position] = accountId != 0 ? accounts.hintObject(id: accountId) : 0
+            accountValueHints[position + 1] = otherAccountId != 0 ? accounts.hintObject(id: otherAccountId) : 0
+        } else {
+            if accountId != 0 { accounts.hintId(accountId, idCache: false) }
+            if otherAccountId != 0 { accounts.hintId(otherAccountId, idCache: false) }
+            if transferId != 0 {
+                transfers.hintId(transferId, idCache: true)
+                transfers.cache.prefetchPlacement(of: timestamp, stash: true)
+            }
+        }
+    }
 
     // MARK: Accounts
 
@@ -298,7 +334,8 @@ public final class ForestStore<S: Storage>: LedgerStore {
 
     public func appendAccountEvent(_ event: AccountEvent) {
         precondition(event.timestamp > accountEventTimestampMax, "account events are appended in timestamp order")
-        accountEvents.insert(AccountEventRecord(event))
+        // Not cached: no read of this op asks for an event it appends (Groove.insertUncached).
+        accountEvents.insertUncached(AccountEventRecord(event))
         accountEventTimestampMax = event.timestamp
     }
 

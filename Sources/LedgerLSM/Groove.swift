@@ -284,10 +284,14 @@ public final class Groove<Object: GrooveObject, S: Storage> {
                 ? Tree(treeId: index.treeId, grid: grid, freeSet: freeSet, configuration: configuration.indexTree) : nil
         }
         cache = CacheMap(cacheCapacity: configuration.cacheCapacity, stashCapacity: configuration.stashCapacity)
-        // Its stash takes what one batch's upserts evict, as the object cache's: at most one per
-        // id resolved (≤ prefetchEntriesMax) and one per insert or orphaned id (≤ changes).
+        // Evictions are forgotten, not stashed: prefetch copies each answer into `idStates` and
+        // execute never reads the id cache, so nothing relies on an id staying cached within a
+        // batch. Its undo log is sized like the object cache's: one entry per id resolved
+        // (≤ prefetchEntriesMax) and one per insert or orphaned id (≤ changes).
         idCache = configuration.idTreeId != nil && configuration.idCacheCapacity > 0
-            ? CacheMap(cacheCapacity: configuration.idCacheCapacity, stashCapacity: configuration.stashCapacity)
+            ? CacheMap(
+                cacheCapacity: configuration.idCacheCapacity, stashCapacity: configuration.stashCapacity,
+                retainsEvictions: false)
             : nil
         let entries = configuration.prefetchEntriesMax
         ids.reserveCapacity(entries)
@@ -350,6 +354,20 @@ public final class Groove<Object: GrooveObject, S: Storage> {
             }
         }
         cache.upsert(object)
+    }
+
+    /// `insert` into the object tree only, not the cache: for an id-less, index-less groove of
+    /// append-only objects that no read of the same op asks for (account events: only
+    /// get_account_balances reads them, and it appends none). Each insert then skips a stash
+    /// probe and a copy of the object (256 B for an event) that nothing would read; the next
+    /// op's prefetch finds the object in the memtable. A discarded scope truncates the tree as
+    /// for `insert` (the cache logged nothing).
+    public func insertUncached(_ object: Object) {
+        precondition(!isPrefetching, "changes happen after prefetch")
+        precondition(object.timestamp != 0, "an object has a timestamp")
+        precondition(idTree == nil, "an uncached insert has no id to answer this batch")
+        precondition(indexes.isEmpty, "an uncached insert has no index keys")
+        objectTree.put(object)
     }
 
     /// Replaces `old` by `new` (same id and timestamp): the object tree, the indexes whose
@@ -544,6 +562,7 @@ public final class Groove<Object: GrooveObject, S: Storage> {
         while prefetchFault == nil {
             var started = false
             if idNext < ids.count && !idNextMissedCache, let idCache {
+                hintIdsAhead(idCache)
                 // A hash lookup instead of the memtables' search and a tree lookup.
                 if let value = idCache.get(ids[idNext]) {
                     let id = ids[idNext]
@@ -575,6 +594,7 @@ public final class Groove<Object: GrooveObject, S: Storage> {
                 idSlotsFree.append(slot)
             }
             if objectNext < objectQueue.count, let slot = objectSlotsFree.popLast() {
+                hintObjectsAhead()
                 let entry = objectQueue[objectNext]
                 objectNext += 1
                 started = true
@@ -596,6 +616,31 @@ public final class Groove<Object: GrooveObject, S: Storage> {
             preconditionFailure("prefetch stops with work left only after a fault")
         }
         finishPrefetch()
+    }
+
+    /// How many entries ahead prefetch's own loop starts loading cache lines: the id cache's and
+    /// object cache's sets and the batch map's slots live in tens of MiB, so each probe would
+    /// otherwise wait for memory; a few entries ahead is ~1 µs, enough for a miss to complete.
+    private static var prefetchHintDistance: Int { 8 }
+
+    /// Loads the lines the id cache probe and the `idStates` write of the id
+    /// `prefetchHintDistance` ahead will touch. Loads only.
+    @inline(__always)
+    private func hintIdsAhead(_ idCache: CacheMap<IdTreeValue>) {
+        let ahead = idNext + Self.prefetchHintDistance
+        guard ahead < ids.count else { return }
+        idCache.prefetchPlacement(of: ids[ahead], stash: false)
+        idStates.prefetch(ids[ahead])
+    }
+
+    /// Loads the object cache set of the entry `prefetchHintDistance` ahead (its `peek`), and
+    /// the value lines of the entry half as far ahead whose set was loaded earlier. Loads only.
+    @inline(__always)
+    private func hintObjectsAhead() {
+        let ahead = objectNext + Self.prefetchHintDistance
+        if ahead < objectQueue.count { cache.prefetchPlacement(of: objectQueue[ahead].timestamp, stash: false) }
+        let near = objectNext + Self.prefetchHintDistance / 2
+        if near < objectQueue.count { cache.prefetchValue(of: objectQueue[near].timestamp) }
     }
 
     private var lookupsInFlight: Int {
@@ -655,6 +700,27 @@ public final class Groove<Object: GrooveObject, S: Storage> {
         isPrefetching = false
         isPrefetched = prefetchFault == nil
         if let fault = prefetchFault { callback(.failure(fault)) } else { callback(.success(())) }
+    }
+
+    // MARK: Execute hints (software prefetch, ForestStore.hint)
+
+    /// Execute will soon ask for `id`'s batch answer (and, for a new id, insert it): starts
+    /// loading its `idStates` slot and, with `idCache`, the id cache's lines an insert of the id
+    /// probes. Only loads: what execute then reads is unchanged.
+    @inline(__always)
+    public func hintId(_ id: UInt128, idCache includeIdCache: Bool) {
+        idStates.prefetch(id)
+        if includeIdCache { idCache?.prefetchPlacement(of: id, stash: true) }
+    }
+
+    /// Execute will soon read the object of `id`: if prefetch found it, starts loading its
+    /// cache set's tags (the `idStates` slot should be loaded by an earlier `hintId`) and
+    /// returns its timestamp (for a later `cache.prefetchValue`), else 0.
+    @inline(__always)
+    public func hintObject(id: UInt128) -> UInt64 {
+        guard isPrefetched, case .found(let timestamp)? = idStates.get(id) else { return 0 }
+        cache.prefetchPlacement(of: timestamp, stash: false)
+        return timestamp
     }
 
     // MARK: Execute (synchronous, after prefetch)

@@ -45,14 +45,17 @@ import LedgerKit
 // ## Memory per tree (all allocated at init)
 //
 //   memtables       (3 × capacity + 2 × valuesPerBeatMax) × value size (see below)
-//   jobs            jobsPerHalfBarMax (levelCount / 2 + 1) jobs × 6 blocks (A index/value,
-//                   B index/value, output value/index): a pool lent to the levels a half-bar
-//                   plans, not one job per level (a half-bar runs at most that many; one per
-//                   level kept 7 jobs where 4 can be busy: 525 MiB of buffers where 300 do)
+//   jobs            jobsPerHalfBarMax (levelCount / 2 + 1) jobs × 4 blocks (A index/value,
+//                   B index/value) + 2 output blocks (value, index) borrowed from the grid
+//                   (`gridCallerBlocks`; the job's own when the grid lends none): a pool lent
+//                   to the levels a half-bar plans, not one job per level (a half-bar runs at
+//                   most that many; one per level kept 7 jobs where 4 can be busy: 525 MiB of
+//                   buffers where 300 do)
 //   lookups         lookupsMax contexts (levelCount table infos each); lookups read grid blocks
 //                   in place, no buffers of their own.
 //   manifest        levelCount × tablesMax table infos (+ keys).
-// Testing (4 KiB blocks, 7 levels): 96 KiB of job buffers; production (512 KiB): 12 MiB.
+// Testing (4 KiB blocks, 7 levels): 96 KiB of job buffers; production (512 KiB): 12 MiB (8 MiB
+// the job's, 4 MiB the grid's).
 // The memtables share one merge buffer and sort each beat in a beat-sized scratch, so a tree
 // holds 3 × capacity + 2 × valuesPerBeatMax values, touched only as used (Memtable.swift).
 //
@@ -121,6 +124,10 @@ public struct TreeConfiguration: Sendable, Equatable {
         return copy + blocks + runCursors
     }
 
+    /// Block buffers the tree's compaction jobs borrow from a grid that lends them
+    /// (`Grid.takeBlock()`, two per job: `TreeCompaction.gridBlocksBorrowed`).
+    var gridCallerBlocks: Int { jobsPerHalfBarMax * 2 }
+
     /// Value blocks per table: a memtable's worth, bounded by what an index block names.
     public func valueBlocksMax<Value: TreeValue>(_ type: Value.Type) -> Int {
         let perBlock = ValueBlock<Value>.capacity(blockSize: blockSize)
@@ -155,6 +162,9 @@ public final class Tree<Value: TreeValue, S: Storage> {
     public let valueBlocksMax: Int
     public internal(set) var manifest: Manifest<Value.Key>
     public private(set) var fault: TreeFault?
+    /// Whether compaction builds output blocks in buffers borrowed from the grid and writes
+    /// them without a copy (`Grid.write(exchanging:)`): true when the grid lends buffers.
+    public var compactionExchangesBlocks: Bool { jobs[0].exchangesOutputBlocks }
 
     var mutable: Memtable<Value>
     var immutable: Memtable<Value>
@@ -195,6 +205,8 @@ public final class Tree<Value: TreeValue, S: Storage> {
         let jobsPerHalfBarMax = levelCount / 2 + 1
         precondition(grid.writesMax >= jobsPerHalfBarMax * TreeCompaction<Value, S>.writesInFlightMax,
                      "the grid has room for the writes of every job of a half-bar")
+        precondition(configuration.gridCallerBlocks == jobsPerHalfBarMax * TreeCompaction<Value, S>.gridBlocksBorrowed,
+                     "the grid's caller blocks for a tree are its jobs' output blocks")
         precondition(grid.readsMax + grid.readQueueMax >= configuration.lookupsMax + jobsPerHalfBarMax,
                      "the grid queues a read for every lookup and job (each waits for one at a time)")
         manifest = Manifest(treeId: treeId, configuration: configuration.manifest)

@@ -9,8 +9,10 @@ extension StateMachine {
         executeCreateBatch(
             events: events, batchTimestamp: batchTimestamp, results: results,
             isTransient: { _ in false },  // create_accounts has no transient codes.
-            hint: { account, records in
-                if !records { store.hint(accountId: account.id, otherAccountId: 0, transferId: 0, records: false) }
+            hint: { account, timestamp, records in
+                if !records {
+                    store.hint(accountId: account.id, otherAccountId: 0, transferId: 0, timestamp: timestamp, records: false)
+                }
             },
             createOne: { account, slotTimestamp in createAccount(account, slotTimestamp) })
     }

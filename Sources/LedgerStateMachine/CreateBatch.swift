@@ -57,7 +57,7 @@ extension StateMachine {
         batchTimestamp: UInt64,
         results: UnsafeMutableBufferPointer<Result>,
         isTransient: (Result.Status) -> Bool,
-        hint: (_ event: Event, _ records: Bool) -> Void,
+        hint: (_ event: Event, _ timestamp: UInt64, _ records: Bool) -> Void,
         createOne: (Event, UInt64) -> (Result.Status, UInt64)
     ) {
         typealias Status = Result.Status
@@ -71,8 +71,14 @@ extension StateMachine {
         for index in 0..<count {
             let event = events[index]
             let slotTimestamp = batchTimestamp - UInt64(count) + UInt64(index) + 1
-            if index + 2 * hintDistance < count { hint(events[index + 2 * hintDistance], false) }
-            if index + hintDistance < count { hint(events[index + hintDistance], true) }
+            if index + 2 * hintDistance < count {
+                let ahead = index + 2 * hintDistance
+                hint(events[ahead], hintTimestamp(events[ahead], ahead, count, batchTimestamp), false)
+            }
+            if index + hintDistance < count {
+                let ahead = index + hintDistance
+                hint(events[ahead], hintTimestamp(events[ahead], ahead, count, batchTimestamp), true)
+            }
 
             if event.isLinked && chainStart == -1 {
                 chainStart = index
@@ -127,6 +133,15 @@ extension StateMachine {
     /// How many events ahead execute hints the store: far enough that a cache miss (~100 ns)
     /// completes before the event executes, near enough that the lines are still cached.
     var hintDistance: Int { 16 }
+
+    /// The timestamp event `index` gets if created (its slot timestamp, or its own if
+    /// imported), for a store's hint of where it will insert it.
+    @inline(__always)
+    func hintTimestamp<Event: CreateEvent>(
+        _ event: Event, _ index: Int, _ count: Int, _ batchTimestamp: UInt64
+    ) -> UInt64 {
+        event.isImported ? event.timestamp : batchTimestamp - UInt64(count) + UInt64(index) + 1
+    }
 }
 
 /// Timestamps: u64 nanoseconds since the UNIX epoch, valid in 1...2^63−1.

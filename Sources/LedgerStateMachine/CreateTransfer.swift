@@ -9,10 +9,10 @@ extension StateMachine {
         executeCreateBatch(
             events: events, batchTimestamp: batchTimestamp, results: results,
             isTransient: { $0.isTransient },
-            hint: { transfer, records in
+            hint: { transfer, timestamp, records in
                 store.hint(
                     accountId: transfer.debitAccountId, otherAccountId: transfer.creditAccountId,
-                    transferId: transfer.id, records: records)
+                    transferId: transfer.id, timestamp: timestamp, records: records)
             },
             createOne: { transfer, slotTimestamp in createTransfer(transfer, slotTimestamp) })
     }

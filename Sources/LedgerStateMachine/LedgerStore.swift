@@ -60,7 +60,9 @@ public protocol LedgerStore: AnyObject {
     /// those slots point at. A store whose prefetch phase already made everything resident in
     /// CPU cache may ignore them; the in-memory store uses them to overlap cache misses, which
     /// a whole-batch prefetch cannot do once a batch's data outgrows the CPU cache.
-    func hint(accountId: UInt128, otherAccountId: UInt128, transferId: UInt128, records: Bool)
+    /// `timestamp` is the event's timestamp should it be created (its slot timestamp, or its
+    /// own if imported): where a store will insert it. A guess only: the event may fail.
+    func hint(accountId: UInt128, otherAccountId: UInt128, transferId: UInt128, timestamp: UInt64, records: Bool)
 
     // MARK: Accounts
 

@@ -105,7 +105,9 @@ public final class MemoryStore: LedgerStore {
         callback(.success(()))
     }
 
-    public func hint(accountId: UInt128, otherAccountId: UInt128, transferId: UInt128, records: Bool) {
+    public func hint(
+        accountId: UInt128, otherAccountId: UInt128, transferId: UInt128, timestamp: UInt64, records: Bool
+    ) {
         if records {
             if accountId != 0, let index = accountIds.find(accountId) {
                 prefetchRecord(accounts.baseAddress! + Int(index))

@@ -3,7 +3,7 @@
 import Glibc
 
 let usage = """
-    usage: ledger-benchmark [state-machine | checksum | lsm | wal | forest | all] [--batches=N] [--accounts=N]
+    usage: ledger-benchmark [state-machine | checksum | lsm | wal | forest | replica | all] [--batches=N] [--accounts=N]
                             [--directory=PATH] [--prepares=N] [--transfers=N] [--lookup-batches=N]
       state-machine  prefetch+execute throughput of create_transfers batches of 8189 over
                      10 000 and 1 000 000 accounts, batch latency, heap allocations per batch
@@ -16,13 +16,17 @@ let usage = """
                      caches): N accounts, then transfers in batches of 8189 with a compaction
                      beat and checkpoints; transfers/s, batch latency over time, lookups/s, RSS.
                      Not part of `all` (10 M transfers take minutes and ~15 GiB of disk).
+      replica        the server's request path in one process (data file, io_uring, replica,
+                     an in-process bus, one client): N accounts, N transfers in requests of
+                     8189, then 20 000 single-transfer requests; transfers/s, request latency,
+                     heap allocations per request, RSS. Not part of `all`.
       --batches=N    timed batches per configuration (default 40; lsm: 250)
       --directory=PATH  where the wal benchmark creates its 1.1 GiB file (default: .);
                      must support direct IO (not tmpfs)
       --prepares=N   prepares per wal round (1...1000, default 300; 9 rounds)
       --accounts=N   run the state-machine benchmark over N accounts only (2...10000000);
-                     forest: accounts created (default 100000)
-      --transfers=N  forest: transfers created (default 10000000)
+                     forest: accounts created (default 100000); replica: (default 10000)
+      --transfers=N  forest: transfers created (default 10000000); replica: (default 1000000)
       --lookup-batches=N  forest: lookup_transfers batches of 8189 random ids (default 10)
     """
 
@@ -35,7 +39,7 @@ func printError(_ message: String) {
 /// Parses the command line; prints one clear line and exits non-zero on bad arguments.
 func parseArguments() -> (
     workload: String, batches: Int, accounts: [Int], directory: String, prepares: Int, transfers: Int,
-    lookupBatches: Int, accountsGiven: Bool
+    lookupBatches: Int, accountsGiven: Bool, transfersGiven: Bool
 ) {
     var workload = "all"
     var directory = "."
@@ -44,6 +48,7 @@ func parseArguments() -> (
     var accounts = [10_000, 1_000_000]
     var accountsGiven = false
     var transfers = 10_000_000
+    var transfersGiven = false
     var lookupBatches = 10
     for argument in CommandLine.arguments.dropFirst() {
         if argument == "--help" || argument == "-h" {
@@ -68,6 +73,7 @@ func parseArguments() -> (
                 exit(2)
             }
             transfers = value
+            transfersGiven = true
         } else if argument.hasPrefix("--lookup-batches=") {
             guard let value = Int(argument.dropFirst("--lookup-batches=".count)), value >= 0, value <= 10_000 else {
                 printError("ledger-benchmark: --lookup-batches needs an integer in 0...10000, got '\(argument)'")
@@ -88,14 +94,14 @@ func parseArguments() -> (
                 exit(2)
             }
             prepares = value
-        } else if ["state-machine", "checksum", "wal", "lsm", "forest", "all"].contains(argument) {
+        } else if ["state-machine", "checksum", "wal", "lsm", "forest", "replica", "all"].contains(argument) {
             workload = argument
         } else {
             printError("ledger-benchmark: unknown argument '\(argument)' (see --help)")
             exit(2)
         }
     }
-    return (workload, batches ?? -1, accounts, directory, prepares, transfers, lookupBatches, accountsGiven)
+    return (workload, batches ?? -1, accounts, directory, prepares, transfers, lookupBatches, accountsGiven, transfersGiven)
 }
 
 let arguments = parseArguments()
@@ -118,4 +124,9 @@ if arguments.workload == "forest" {
     runForestBenchmark(
         directory: arguments.directory, transferCount: arguments.transfers,
         accountCount: arguments.accountsGiven ? arguments.accounts[0] : 100_000, lookupBatches: arguments.lookupBatches)
+}
+if arguments.workload == "replica" {
+    runReplicaBenchmark(
+        directory: arguments.directory, transferCount: arguments.transfersGiven ? arguments.transfers : 1_000_000,
+        accountCount: arguments.accountsGiven ? arguments.accounts[0] : 10_000)
 }
