@@ -228,7 +228,10 @@ public final class Forest<S: Storage> {
     /// call through the `ForestMember` existential reaches the unspecialized generic `compact`
     /// (measured: about half of a beat went to generic metadata lookups and witness calls for
     /// key comparisons), a closure made in the (specialized) `add` calls the specialized one.
-    private var memberBeats: [(UInt64, @escaping () -> Void) -> Void] = []
+    /// Each tree's beat, with the forest's done callback bound in once (`add`): passing the
+    /// callback at every call would convert it to and from the array's abstraction, allocating
+    /// twice per tree per beat.
+    private var memberBeats: [(UInt64) -> Void] = []
 
     /// The latest checkpoint written or opened (0: the formatted grid).
     public private(set) var checkpointOp: UInt64 = 0
@@ -340,7 +343,8 @@ public final class Forest<S: Storage> {
         precondition(tree.compactionExchangesBlocks, "a forest's trees write compaction blocks without a copy")
         for member in members { precondition(member.treeId != tree.treeId, "tree ids are unique") }
         members.append(tree)
-        memberBeats.append { op, callback in tree.compact(op: op, callback: callback) }
+        let done = memberDoneCallback
+        memberBeats.append { op in tree.compact(op: op, callback: done) }
     }
 
     /// The op whose beat writes the next checkpoint.
@@ -378,7 +382,7 @@ public final class Forest<S: Storage> {
         while memberIndex < members.count {
             memberIsSynchronous = true
             memberDoneSynchronously = false
-            memberBeats[memberIndex](beatOp, memberDoneCallback)
+            memberBeats[memberIndex](beatOp)
             memberIsSynchronous = false
             guard memberDoneSynchronously else { return }
             memberIndex += 1
