@@ -194,13 +194,13 @@ func runForestBenchmark(directory: String, transferCount: Int, accountCount: Int
     let (file, io, storage) = openBenchmarkDataFile(path: path, layout: layout)
     defer { file.close() }
     let configuration = ForestStoreConfiguration(storage: layout.configuration, caches: .production)
-    let rssStart = readRSS()
+    let rssStart = ResidentMemory.read()
     let host = ForestHost(layout: layout, io: io, storage: storage, configuration: configuration)
     print("forest: \(transferCount) transfers over \(accountCount) accounts, batches of \(batchSize), "
         + "512 KiB blocks, \(layout.configuration.lsmCompactionOps)-beat bars, file \(path) "
         + "(\(sizeBytes >> 30) GiB preallocated, direct IO \(file.isDirectIO))")
     printConfiguredMemory(host.store, configuration: configuration)
-    print("forest: rss at start \(rssStart.description), after ForestStore.init \(readRSS().description)")
+    print("forest: rss at start \(rssStart.description), after ForestStore.init \(ResidentMemory.read().description)")
 
     // Accounts, in full batches.
     var failures = 0
@@ -217,7 +217,7 @@ func runForestBenchmark(directory: String, transferCount: Int, accountCount: Int
         created += count
     }
     let accountsSeconds = Double(monotonicNs() - accountsBegin) / 1e9
-    print("forest: \(accountCount) accounts in \(formatFixed(accountsSeconds, digits: 2)) s; rss \(readRSS().description)")
+    print("forest: \(accountCount) accounts in \(formatFixed(accountsSeconds, digits: 2)) s; rss \(ResidentMemory.read().description)")
 
     // Transfers.
     let transferOps = (transferCount + batchSize - 1) / batchSize
@@ -249,7 +249,7 @@ func runForestBenchmark(directory: String, transferCount: Int, accountCount: Int
         failures += report(host.failures(count: count), op: host.op, what: "create_transfers", printed: &printed)
     }
     let loadNs = monotonicNs() - loadBegin - encodeNs
-    let rssLoad = readRSS()
+    let rssLoad = ResidentMemory.read()
     printLoad(timings, transferCount: transferCount, loadNs: loadNs, ops: layout.configuration.lsmCompactionOps)
     let grid = host.store.forest.grid.statistics
     print("forest: \(host.op) ops (\(host.pulses) pulse), \(host.checkpoints) checkpoints, \(failures) failed results; "
@@ -288,7 +288,7 @@ func runForestBenchmark(directory: String, transferCount: Int, accountCount: Int
             + "\(statisticsAfter.readsFromStorage - statisticsBefore.readsFromStorage) disk")
         if found != lookups { failures += lookups - found }
     }
-    print("forest: rss after lookups \(readRSS().description)")
+    print("forest: rss after lookups \(ResidentMemory.read().description)")
     if failures > 0 { fail("\(failures) results were not created/found: a bug") }
 }
 
@@ -427,29 +427,4 @@ private func printConfiguredMemory(_ store: ForestStore<FileStorage>, configurat
         + "memtables (\(forest.trees.count) trees × 2 tables + shared merge buffer + beat scratch) \(memtableBytes >> 20) MiB; "
         + "compaction job buffers \(jobBytes >> 20) MiB; manifest log extents (\(forest.manifestLogTablesMax) tables, "
         + "\(extentSlots) slots) \(extentBytes >> 20) MiB; total ≈ \(total >> 20) MiB")
-}
-
-/// VmRSS and VmHWM of this process, KiB (0 if /proc is unreadable).
-private struct ResidentMemory {
-    var rssKiB = 0
-    var peakKiB = 0
-    var description: String { "\(rssKiB >> 10) MiB (peak \(peakKiB >> 10) MiB)" }
-}
-
-private func readRSS() -> ResidentMemory {
-    var memory = ResidentMemory()
-    let fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return memory }
-    defer { _ = close(fd) }
-    var bytes = [UInt8](repeating: 0, count: 8192)
-    let count = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-    guard count > 0 else { return memory }
-    let text = String(decoding: bytes[0..<count], as: UTF8.self)
-    for line in text.split(separator: "\n") {
-        let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-        guard fields.count >= 2, let value = Int(fields[1]) else { continue }
-        if fields[0] == "VmRSS:" { memory.rssKiB = value }
-        if fields[0] == "VmHWM:" { memory.peakKiB = value }
-    }
-    return memory
 }

@@ -317,12 +317,12 @@ func runReplicaBenchmark(directory: String, transferCount: Int, accountCount: In
     }
 
     let configuration = ForestStoreConfiguration(storage: layout.configuration, caches: .production)
-    let rssStart = readResidentMemory()
+    let rssStart = ResidentMemory.read()
     let host = ReplicaHost(io: io, storage: storage, configuration: configuration)
     print("replica: \(accountCount) accounts, \(transferCount) transfers in batches of \(batchSize), then \(singleCount) "
         + "single-transfer requests; one client, one request in flight; file \(path) (\(sizeBytes >> 30) GiB, "
         + "direct IO \(file.isDirectIO)); request bodies prebuilt: \(bodyBytes >> 20) MiB")
-    print("replica: rss before open \(rssStart.description), after open \(readResidentMemory().description); "
+    print("replica: rss before open \(rssStart.statusDescription), after open \(ResidentMemory.read().statusDescription); "
         + "load average \(loadAverage())")
     print("replica: allocations counted: every malloc/calloc/realloc/memalign of the process from `receive` until "
         + "the reply reaches the bus (request checks, WAL write, commit, reply write, and the previous op's "
@@ -341,7 +341,7 @@ func runReplicaBenchmark(directory: String, transferCount: Int, accountCount: In
         failures += host.failures(expected: min(batchSize, accountCount - batch * batchSize))
     }
     print("replica: register (session \(host.client.session)) + \(accountCount) accounts in "
-        + "\(formatFixed(Double(setupNs) / 1e6, digits: 1)) ms; rss \(readResidentMemory().description)")
+        + "\(formatFixed(Double(setupNs) / 1e6, digits: 1)) ms; rss \(ResidentMemory.read().statusDescription)")
 
     // Batches of 8189 transfers.
     var samples: [RequestSample] = []
@@ -436,7 +436,7 @@ private func report(
         print("replica \(phase):   allocations per allocating request (count×allocations): \(common.joined(separator: ", ")); "
             + "most: \(top.joined(separator: "; "))")
     }
-    print("replica \(phase): rss \(readResidentMemory().description)")
+    print("replica \(phase): rss \(ResidentMemory.read().statusDescription)")
 }
 
 /// /proc/loadavg's 1-minute figure and the 5-minute one: other work on the machine skews the
@@ -449,29 +449,4 @@ private func loadAverage() -> String {
     let count = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
     guard count > 0 else { return "unknown" }
     return String(decoding: bytes[0..<count], as: UTF8.self).split(separator: " ").prefix(2).joined(separator: " ")
-}
-
-/// VmRSS and VmHWM of this process, KiB (0 if /proc is unreadable).
-private struct ResidentMemoryReading {
-    var rssKiB = 0
-    var peakKiB = 0
-    var description: String { "VmRSS \(rssKiB >> 10) MiB, VmHWM \(peakKiB >> 10) MiB" }
-}
-
-private func readResidentMemory() -> ResidentMemoryReading {
-    var memory = ResidentMemoryReading()
-    let fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { return memory }
-    defer { _ = close(fd) }
-    var bytes = [UInt8](repeating: 0, count: 8192)
-    let count = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-    guard count > 0 else { return memory }
-    let text = String(decoding: bytes[0..<count], as: UTF8.self)
-    for line in text.split(separator: "\n") {
-        let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-        guard fields.count >= 2, let value = Int(fields[1]) else { continue }
-        if fields[0] == "VmRSS:" { memory.rssKiB = value }
-        if fields[0] == "VmHWM:" { memory.peakKiB = value }
-    }
-    return memory
 }
