@@ -133,8 +133,15 @@ public final class Replica<S: Storage, Bus: ClientBus, Time: TimeSource> {
     /// A message from `connection` that passed the bus's frame checks (checksums, size,
     /// cluster; wire spec §2.3 steps 1–5). `message` is valid only during the call.
     public func receive(_ message: UnsafeRawBufferPointer, from connection: Bus.Connection) {
-        precondition(message.count >= Constants.messageHeaderSize, "the bus delivers whole messages")
         counters.messagesReceived += 1
+        // The bus delivers whole, framed messages; any other host (the simulator's network)
+        // may not: a message whose size field disagrees with its bytes is dropped, not sliced.
+        guard message.count >= Constants.messageHeaderSize,
+            Int(Header(from: message).frame.size) == message.count
+        else {
+            counters.droppedInvalidHeader += 1
+            return
+        }
         let header = Header(from: message)
         switch header.command {
         case .request: receiveRequest(message, from: connection)

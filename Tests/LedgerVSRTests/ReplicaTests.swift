@@ -361,6 +361,24 @@ import Testing
         #expect(replies.count == 1 && client.accept(replies[0]) != nil)
     }
 
+    @Test func messagesWhoseSizeDisagreesWithTheirBytesAreDropped() {
+        let harness = ReplicaHarness(seed: 11)
+        var client = Self.registered(harness, id: 0xD2)
+        let message = client.request(.lookupAccounts, body: Bodies.ids([1]))
+        let dropped = harness.replica.counters.droppedInvalidHeader
+        // Truncated (the size field says more), padded (it says less), and shorter than a header.
+        harness.deliver(Array(message.dropLast(16)))
+        harness.deliver(message + [0, 0, 0, 0])
+        harness.deliver(Array(message.prefix(100)))
+        #expect(harness.replica.counters.droppedInvalidHeader == dropped + 3)
+        #expect(harness.bus.messages(to: 0xD2).count == 1, "only the register reply")
+        // The intact message still goes through.
+        let start = harness.bus.sent.count
+        harness.deliver(message)
+        let replies = harness.bus.messages(to: 0xD2, from: start)
+        #expect(replies.count == 1 && client.accept(replies[0]) != nil)
+    }
+
     @Test func requestsWithATimestampOrAHigherViewAreDropped() {
         let harness = ReplicaHarness(seed: 10)
         let client = Self.registered(harness, id: 0xD1)
