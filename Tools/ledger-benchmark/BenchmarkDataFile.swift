@@ -7,13 +7,24 @@ import LedgerIO
 import LedgerKit
 import LedgerVSR
 
-/// Creates and formats `<directory>/ledger-benchmark-<name>-<pid>.ledger`; returns its path.
-func createBenchmarkDataFile(directory: String, name: String, layout: DataFileLayout) -> String {
+/// Creates and formats `<directory>/ledger-benchmark-<name>-<pid>.ledger`, preallocated with
+/// room for `transferCount` transfers in the grid (0: the minimum size); returns its path.
+func createBenchmarkDataFile(
+    directory: String, name: String, layout: DataFileLayout, transferCount: Int = 0
+) -> String {
     let path = "\(directory)/ledger-benchmark-\(name)-\(getpid()).ledger"
+    var sizeBytes = layout.sizeMin
+    if transferCount > 0 {
+        // ~1.5 KiB of grid per transfer (table data, compaction's transient copies, blocks held
+        // until the next checkpoint is durable), at least 4 GiB; preallocated as a replica's is.
+        let gridBytes = max(UInt64(4) << 30, UInt64(transferCount) * 1536)
+        let blockSize = UInt64(layout.configuration.blockSize)
+        sizeBytes += (gridBytes + blockSize - 1) / blockSize * blockSize
+    }
     do {
         _ = try DataFileFormatter.formatFile(
             path: path, layout: layout,
-            options: .init(cluster: 1, replica: 0, replicaCount: 1, sizeBytes: layout.sizeMin))
+            options: .init(cluster: 1, replica: 0, replicaCount: 1, sizeBytes: sizeBytes))
     } catch {
         printError("ledger-benchmark: cannot create \(path): \(error)")
         exit(1)

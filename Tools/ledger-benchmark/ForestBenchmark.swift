@@ -177,18 +177,9 @@ private func fail(_ message: String) -> Never {
 func runForestBenchmark(directory: String, transferCount: Int, accountCount: Int, lookupBatches: Int) {
     let layout = DataFileLayout(.production)
     let batchSize = Constants.batchEventsMax
-    // ~1.5 KiB of grid per transfer (table data, compaction's transient copies, blocks held
-    // until the next checkpoint is durable), at least 4 GiB; preallocated as a replica's is.
-    let gridBytes = max(UInt64(4) << 30, UInt64(transferCount) * 1536)
     let blockSize = UInt64(layout.configuration.blockSize)
-    let sizeBytes = layout.sizeMin + (gridBytes + blockSize - 1) / blockSize * blockSize
-    let path = "\(directory)/ledger-benchmark-forest-\(getpid()).ledger"
-    do {
-        _ = try DataFileFormatter.formatFile(
-            path: path, layout: layout, options: .init(cluster: 1, replica: 0, replicaCount: 1, sizeBytes: sizeBytes))
-    } catch {
-        fail("cannot create \(path): \(error)")
-    }
+    let path = createBenchmarkDataFile(
+        directory: directory, name: "forest", layout: layout, transferCount: transferCount)
     forestDataFilePath = path
     defer { _ = unlink(path) }
     let (file, io, storage) = openBenchmarkDataFile(path: path, layout: layout)
@@ -198,7 +189,7 @@ func runForestBenchmark(directory: String, transferCount: Int, accountCount: Int
     let host = ForestHost(layout: layout, io: io, storage: storage, configuration: configuration)
     print("forest: \(transferCount) transfers over \(accountCount) accounts, batches of \(batchSize), "
         + "512 KiB blocks, \(layout.configuration.lsmCompactionOps)-beat bars, file \(path) "
-        + "(\(sizeBytes >> 30) GiB preallocated, direct IO \(file.isDirectIO))")
+        + "(\(file.sizeBytes >> 30) GiB preallocated, direct IO \(file.isDirectIO))")
     printConfiguredMemory(host.store, configuration: configuration)
     print("forest: rss at start \(rssStart.description), after ForestStore.init \(ResidentMemory.read().description)")
 

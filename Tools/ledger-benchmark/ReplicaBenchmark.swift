@@ -258,17 +258,8 @@ func runReplicaBenchmark(directory: String, transferCount: Int, accountCount: In
     let singleCount = replicaSingleCount()
     let layout = DataFileLayout(.production)
     let batchSize = Constants.batchEventsMax
-    let blockSize = UInt64(layout.configuration.blockSize)
-    // As the forest benchmark: ~1.5 KiB of grid per transfer, at least 4 GiB.
-    let gridBytes = max(UInt64(4) << 30, UInt64(transferCount + singleCount) * 1536)
-    let sizeBytes = layout.sizeMin + (gridBytes + blockSize - 1) / blockSize * blockSize
-    let path = "\(directory)/ledger-benchmark-replica-\(getpid()).ledger"
-    do {
-        _ = try DataFileFormatter.formatFile(
-            path: path, layout: layout, options: .init(cluster: 1, replica: 0, replicaCount: 1, sizeBytes: sizeBytes))
-    } catch {
-        fail("cannot create \(path): \(error)")
-    }
+    let path = createBenchmarkDataFile(
+        directory: directory, name: "replica", layout: layout, transferCount: transferCount + singleCount)
     replicaDataFilePath = path
     defer { _ = unlink(path) }
     let (file, io, storage) = openBenchmarkDataFile(path: path, layout: layout)
@@ -320,7 +311,7 @@ func runReplicaBenchmark(directory: String, transferCount: Int, accountCount: In
     let rssStart = ResidentMemory.read()
     let host = ReplicaHost(io: io, storage: storage, configuration: configuration)
     print("replica: \(accountCount) accounts, \(transferCount) transfers in batches of \(batchSize), then \(singleCount) "
-        + "single-transfer requests; one client, one request in flight; file \(path) (\(sizeBytes >> 30) GiB, "
+        + "single-transfer requests; one client, one request in flight; file \(path) (\(file.sizeBytes >> 30) GiB, "
         + "direct IO \(file.isDirectIO)); request bodies prebuilt: \(bodyBytes >> 20) MiB")
     print("replica: rss before open \(rssStart.statusDescription), after open \(ResidentMemory.read().statusDescription); "
         + "load average \(loadAverage())")
