@@ -71,6 +71,19 @@ public enum Constants {
     public static let membersMax = 12
     /// Prepares in flight in the primary's pipeline.
     public static let pipelinePrepareQueueMax = 8
+    /// Client requests a primary queues while its pipeline is full (the reference's CLI default).
+    public static let pipelineRequestQueueMax = 24
+    /// Client connections a replica accepts: 8 + the request queue + 1 spare (wire spec §5.9).
+    public static let clientConnectionsMax = 8 + pipelineRequestQueueMax + 1
+    /// Messages queued for sending per connection (storage spec §9: 4 for replicas).
+    public static let connectionSendQueueMax = 4
+    /// The replica's and the bus's clock: `tick()` every 10 ms (storage spec §9).
+    public static let tickNs: UInt64 = 10_000_000
+    /// A connection with no identified client, or a partial message that makes no progress,
+    /// is closed after this many ticks: 45 s (storage spec §9).
+    public static let connectionIdleTimeoutTicks = 4_500
+    /// Client-reply writes in flight (storage spec §9: replies 1 read / 2 writes).
+    public static let clientRepliesWritesMax = 2
 
     // MARK: Storage (storage spec §1–3, §12)
 
@@ -110,6 +123,8 @@ public enum Constants {
     /// Checks every relationship between the constants. Crashes with the name of the broken
     /// relationship: a wrong constant is a programmer error, never an operating error.
     public static func verify() {
+        precondition(clientConnectionsMax > pipelineRequestQueueMax, "every queued request's client can be connected")
+        precondition(UInt64(connectionIdleTimeoutTicks) * tickNs == 45 * nanosecondsPerSecond, "idle connections close after 45 s")
         precondition(messageSizeMax.nonzeroBitCount == 1, "messageSizeMax is a power of two")
         precondition(messageBodySizeMax > 0, "the header fits in a message")
         precondition(messageHeaderSize % 128 == 0, "header is a whole number of 128-byte records")

@@ -119,7 +119,7 @@ public final class ClientReplies<S: Storage> {
 
     /// `clientsMax` is the sessions table's capacity (its slot index is the reply slot);
     /// `writesMax` bounds the writes in flight.
-    public init(storage: S, clientsMax: Int, writesMax: Int = 2) {
+    public init(storage: S, clientsMax: Int, writesMax: Int = Constants.clientRepliesWritesMax) {
         precondition(clientsMax >= 1, "a reply zone has a slot")
         precondition(clientsMax <= storage.layout.configuration.clientsMax,
                      "every session's reply slot lies inside the client-replies zone")

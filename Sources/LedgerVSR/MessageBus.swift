@@ -134,7 +134,7 @@ public final class MessageBus {
     /// A connection on which no client has identified itself, or whose partial message made no
     /// progress, is closed after this many ticks (45 s at 10 ms: storage spec §9), so that
     /// silent or trickling peers cannot hold every slot.
-    public var idleTimeoutTicks = 4_500
+    public var idleTimeoutTicks = Constants.connectionIdleTimeoutTicks
     /// The accept is re-armed from `tick` after an error (EMFILE, ENFILE…), not at once: an
     /// error that persists would otherwise spin the loop.
     private var acceptRearmPending = false
@@ -155,7 +155,10 @@ public final class MessageBus {
     ///   - connectionsMax: client connections served at once; more are accepted and closed.
     ///     The default is a real replica's: 8 + 24 pipelined requests + 1 spare (wire spec §5.9).
     ///   - sendQueueMax: messages queued per connection before `send` refuses (storage spec §9).
-    public init(io: IOUring, cluster: UInt128, connectionsMax: Int = 33, sendQueueMax: Int = 4) {
+    public init(
+        io: IOUring, cluster: UInt128, connectionsMax: Int = Constants.clientConnectionsMax,
+        sendQueueMax: Int = Constants.connectionSendQueueMax
+    ) {
         precondition(connectionsMax >= 1, "a bus serves at least one connection")
         precondition(connectionsMax <= Int(UInt32.max), "a slot index fits a ConnectionId")
         precondition(sendQueueMax >= 1, "a connection can queue at least one message")

@@ -40,7 +40,7 @@ public final class Replica<S: Storage, Bus: ClientBus, Time: TimeSource> {
         case failed
     }
 
-    public static var tickNs: UInt64 { 10_000_000 }
+    public static var tickNs: UInt64 { Constants.tickNs }
 
     public let ledger: DurableLedger<S>
     public let bus: Bus
@@ -66,7 +66,7 @@ public final class Replica<S: Storage, Bus: ClientBus, Time: TimeSource> {
     /// A replica over an opened ledger (`DurableLedger.open`: superblock, checkpoint, WAL
     /// replay), serving clients at once.
     public init(
-        ledger: DurableLedger<S>, bus: Bus, time: Time, replicaIndex: UInt8 = 0, requestQueueMax: Int = 24
+        ledger: DurableLedger<S>, bus: Bus, time: Time, replicaIndex: UInt8 = 0, requestQueueMax: Int = Constants.pipelineRequestQueueMax
     ) {
         precondition(ledger.status == .ready, "a replica serves an opened ledger")
         precondition(replicaIndex < UInt8(Constants.replicasMax), "a client indexes replicas below replicas_max")
