@@ -204,6 +204,7 @@ protocol ForestMember<GridStorage>: AnyObject {
     func compact(op: UInt64, callback: @escaping () -> Void)
     func compactSkipped(op: UInt64)
     var manifestEventCount: Int { get }
+    var holdsSmallImmutableTables: Bool { get set }
     func drainManifestEvents(into log: ManifestLog<GridStorage>)
     func open(tables: [TableInfo]) throws(TreeOpenError)
 }
@@ -342,9 +343,23 @@ public final class Forest<S: Storage> {
                      == tree.configuration.gridWritesMax, "the forest sizes the grid for the tree's writes")
         precondition(tree.compactionExchangesBlocks, "a forest's trees write compaction blocks without a copy")
         for member in members { precondition(member.treeId != tree.treeId, "tree ids are unique") }
+        tree.holdsSmallImmutableTables = holdsSmallImmutableTables
         members.append(tree)
+        // A held immutable table is flushed in the bar that ends at a checkpoint trigger, so
+        // the checkpoint holds every value of the ops up to it (Tree.swift, "Small immutable
+        // tables"; the trigger moves on only when that checkpoint is written, after the bar).
+        tree.barEndsAtCheckpointTrigger = { [unowned self] barLastOp in barLastOp == self.checkpointTriggerOp }
         let done = memberDoneCallback
         memberBeats.append { op in tree.compact(op: op, callback: done) }
+    }
+
+    /// Whether the trees hold small immutable tables back from their flush (Tree.swift, "Small
+    /// immutable tables"; on by default). Set before the first beat, the same in every run.
+    public var holdsSmallImmutableTables = true {
+        didSet {
+            precondition(opLast == 0, "set before the first beat: replicas and replays must agree")
+            for index in members.indices { members[index].holdsSmallImmutableTables = holdsSmallImmutableTables }
+        }
     }
 
     /// The op whose beat writes the next checkpoint.

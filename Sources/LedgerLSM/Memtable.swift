@@ -214,6 +214,11 @@ public final class Memtable<Value: TreeValue> {
         sortSuffix()
         isImmutable = true
         assert(runsAreSorted(), "memtable runs ascend")
+        startMerge()
+    }
+
+    /// Sets up the paced merge of the runs (`mergeStep`); a table of one run is merged already.
+    private func startMerge() {
         mergeHeapCount = 0
         mergeOut = 0
         // One run (or none) is sorted with each key once: merged as it is, no copy.
@@ -233,6 +238,41 @@ public final class Memtable<Value: TreeValue> {
         isMerged = false
     }
 
+    /// Takes the puts of `other`, a mutable table at its bar's end, into this immutable table,
+    /// which was held back from its flush because it is small (Tree.swift, "Small immutable
+    /// tables"); `other` is left empty. The result is an immutable table whose runs are this
+    /// table's (older) then `other`'s (newer), merged over the next half-bar like a fresh one.
+    /// A run of `other` whose keys all follow this table's keys (keys that grow with time)
+    /// extends this table's run instead: no merge at all.
+    public func absorb(_ other: Memtable<Value>) {
+        precondition(isImmutable, "an immutable memtable absorbs")
+        precondition(!other.isImmutable, "the absorbed memtable is the mutable one")
+        precondition(other !== self, "a memtable does not absorb itself")
+        precondition(other.scopeCount == nil, "no absorb inside a scope")
+        precondition(other.capacity == capacity && other.runsMax == runsMax, "the tree's two memtables match")
+        finishMerge()
+        other.sortSuffix()
+        precondition(count + other.count <= capacity, "the tree absorbs only what fits (Tree.mayHoldImmutable)")
+        precondition(runCount <= 1 && other.runCount <= runsMax, "a merged table and a bar's runs fit runEnds")
+        if other.count > 0 {
+            (storage + count).update(from: other.storage, count: other.count)
+            for run in 0..<other.runCount {
+                let end = count + other.runEnds[run]
+                let extendsLastRun = run == 0 && runCount == 1 && storage[count - 1].key < storage[count].key
+                if extendsLastRun {
+                    runEnds[0] = end
+                } else {
+                    runEnds[runCount] = end
+                    runCount += 1
+                }
+            }
+            count += other.count
+        }
+        other.reset()
+        assert(runsAreSorted(), "memtable runs ascend")
+        startMerge()
+    }
+
     /// Makes the shared merge buffer this table's to write: another table's paced merge into
     /// it is finished first (`finishMerge` then swaps it out, so read `mergeBuffer.values` after).
     private func takeMergeBuffer() {
@@ -247,23 +287,50 @@ public final class Memtable<Value: TreeValue> {
         precondition(mergeBuffer.merging === self, "a paced merge owns the shared buffer until it ends")
         let output = mergeBuffer.values
         var budget = min(inputsMax, mergeInputsRemaining)
-        // Each turn consumes one run value: bounded by `budget`.
+        // Each turn consumes at least one run value: bounded by `budget`.
         while budget > 0 {
             let run = mergeHeap[0]
-            let value = storage[mergeCursors[run]]
+            var cursor = mergeCursors[run]
+            let value = storage[cursor]
             // Equal keys pop newest run first: only the first of a key is kept.
             if mergeOut == 0 || output[mergeOut - 1].key != value.key {
                 (output + mergeOut).initialize(to: value)
                 mergeOut += 1
             }
-            mergeCursors[run] += 1
-            if mergeCursors[run] == runEnds[run] {
+            cursor += 1
+            budget -= 1
+            // Then, in bulk, the run's values that precede every other run's head: they are
+            // next in key order and unique (a run holds a key once, and no other run has a key
+            // below the bound). A key equal to the bound goes through the heap, which orders
+            // equal keys newest first. A large run absorbing a few small ones (a held-back
+            // immutable table) is then copied in long stretches, not value by value.
+            let stretchEnd = min(runEnds[run], cursor + budget)
+            if cursor < stretchEnd {
+                let stretch: Int
+                if mergeHeapCount == 1 {
+                    stretch = stretchEnd - cursor
+                } else {
+                    var bound = storage[mergeCursors[mergeHeap[1]]].key
+                    if mergeHeapCount > 2 {
+                        let other = storage[mergeCursors[mergeHeap[2]]].key
+                        if other < bound { bound = other }
+                    }
+                    stretch = firstNotBelow(bound, from: cursor, end: stretchEnd) - cursor
+                }
+                if stretch > 0 {
+                    (output + mergeOut).initialize(from: storage + cursor, count: stretch)
+                    mergeOut += stretch
+                    cursor += stretch
+                    budget -= stretch
+                }
+            }
+            mergeInputsRemaining -= cursor - mergeCursors[run]
+            mergeCursors[run] = cursor
+            if cursor == runEnds[run] {
                 mergeHeapCount -= 1
                 mergeHeap[0] = mergeHeap[mergeHeapCount]
             }
             if mergeHeapCount > 0 { heapSiftDown(0) }
-            budget -= 1
-            mergeInputsRemaining -= 1
         }
         if mergeInputsRemaining == 0 {
             precondition(mergeHeapCount == 0, "every run consumed when no input remains")
@@ -303,6 +370,30 @@ public final class Memtable<Value: TreeValue> {
         mergeHeapCount = 0
         mergeOut = 0
         mergeInputsRemaining = 0
+    }
+
+    /// The first index in `from..<end` of an ascending run whose key is not below `bound`
+    /// (`end` if none): a galloping search, O(log distance), so short stretches cost little.
+    private func firstNotBelow(_ bound: Value.Key, from start: Int, end: Int) -> Int {
+        // Gallop: probe start, start+1, start+3, start+7, … until a key reaches the bound.
+        var low = start
+        var step = 1
+        var high = start
+        // Doubles `step` each turn: ≤ log2(end - start) + 1 turns.
+        while high < end {
+            if !(storage[high].key < bound) { break }
+            low = high + 1
+            high = start + 2 * step - 1
+            step *= 2
+        }
+        high = min(high, end)
+        // Binary search in low..<high: every key before `low` is below the bound, the key at
+        // `high` (if inside the run) is not.
+        while low < high {
+            let middle = low + (high - low) / 2
+            if storage[middle].key < bound { low = middle + 1 } else { high = middle }
+        }
+        return low
     }
 
     // MARK: - Merge heap

@@ -22,7 +22,22 @@ import LedgerKit
 // A level compacts when it is *at* its limit rather than over it: it loses a table in one
 // half-bar and gains at most one (a flush or compaction output: every output table but the
 // last is full) in the other, so after every bar it holds at most `tableCountMax` tables.
-// The spec's "merge the next bar into an immutable table under 50 % full" is not done.
+//
+// ## Small immutable tables (storage spec §5 "Memtables": "unless the previous immutable
+// table is under 50% full, in which case the next bar is merged into it")
+//
+// Flushing costs about the same whatever the immutable table holds: its keys overlap every
+// level-0 table of a tree keyed by a random field (account ids), so a flush of 32 values
+// rewrites all of level 0, as one of 262 k does. Small ops (one transfer each) then paid a
+// full flush per bar. So at the second half-bar's start the tree *holds* the immutable table
+// instead of flushing it when the table and the mutable one together are at most half a
+// table (`mayHoldImmutable`): whatever the rest of the bar puts then still fits one table.
+// At the bar's end the held table absorbs the mutable one's runs (`Memtable.absorb`) instead
+// of swapping with it, and is merged over the next first half-bar like a fresh immutable
+// table. It is flushed at the first second half-bar where it is over that size, or where the
+// bar ends at a checkpoint trigger (`barEndsAtCheckpointTrigger`): a checkpoint must find every
+// value of its ops in the grid, because replay re-puts only the ops after it (Forest.swift).
+// The decision depends only on the op sequence, so replicas and replays agree.
 //
 // ## Pacing
 //
@@ -176,6 +191,17 @@ public final class Tree<Value: TreeValue, S: Storage> {
     private var isHalfBarActive = false
     private var ownsReservationSession = false
     var beatCallback: (() -> Void)?
+    /// Whether the bar ending at the given op ends at a checkpoint trigger, where a held
+    /// immutable table must be flushed (see "Small immutable tables"). A forest sets it; a lone
+    /// tree writes no checkpoint.
+    public var barEndsAtCheckpointTrigger: (_ barLastOp: UInt64) -> Bool = { _ in false }
+    /// Whether small immutable tables are held (the default). Off, every bar's table is flushed:
+    /// tests that need tables on the grid after a light load turn it off. Change it only
+    /// between runs (before the first beat), as replicas and replays must agree on it.
+    public var holdsSmallImmutableTables = true
+    /// The immutable table was held back from this bar's flush and absorbs the mutable one at
+    /// the bar's end.
+    private(set) var isImmutableHeld = false
     private var beatOp: UInt64 = 0
     /// The op of the last beat run; beats follow ops one by one (the schedule counts them).
     var beatOpLast: UInt64?
@@ -327,11 +353,31 @@ public final class Tree<Value: TreeValue, S: Storage> {
         immutable.mergeStep(inputsMax: (remaining + beatsLeft - 1) / beatsLeft)
     }
 
+    /// The bar's end: the mutable table becomes the immutable one, or a held immutable table
+    /// absorbs it (see "Small immutable tables").
     func swapMemtables() {
+        if isImmutableHeld {
+            precondition(immutable.isImmutable, "a held table is immutable")
+            immutable.absorb(mutable)
+            isImmutableHeld = false
+            return
+        }
         precondition(!immutable.isImmutable, "the immutable memtable was flushed during the bar")
         precondition(immutable.count == 0, "the immutable memtable was flushed during the bar")
         mutable.makeImmutable()
         swap(&mutable, &immutable)
+    }
+
+    /// Whether the second half-bar starting at `op` may hold the immutable table back from its
+    /// flush: the bar does not end at a checkpoint trigger, and the immutable table, the mutable
+    /// one and the rest of the bar's puts at their maximum fit one table (so at most half of it
+    /// is held: the bar's second half may put the other half).
+    private func mayHoldImmutable(op: UInt64) -> Bool {
+        let half = configuration.halfBarBeats
+        let barLastOp = op + UInt64(half) - 1
+        if !holdsSmallImmutableTables || barEndsAtCheckpointTrigger(barLastOp) { return false }
+        let rest = half * configuration.valuesPerBeatMax
+        return immutable.count + mutable.count + rest <= configuration.memtableCapacity
     }
 
     // MARK: Half-bars
@@ -345,7 +391,9 @@ public final class Tree<Value: TreeValue, S: Storage> {
         }
         isHalfBarActive = true
         let latest = TableInfo.snapshotLatest
-        if !isFirstHalf && immutable.isImmutable && immutable.count > 0 {
+        if !isFirstHalf && immutable.isImmutable && immutable.count > 0 && mayHoldImmutable(op: op) {
+            isImmutableHeld = true
+        } else if !isFirstHalf && immutable.isImmutable && immutable.count > 0 {
             // A no-op: the first half-bar's beats merged it (`stepImmutableMerge`).
             immutable.finishMerge()
             let values = immutable.values
@@ -425,7 +473,7 @@ public final class Tree<Value: TreeValue, S: Storage> {
         // The second half-bar flushed the immutable memtable (or it was empty): its values are
         // in level 0 from now on.
         let isSecondHalf = beatOp % UInt64(configuration.compactionOps) == UInt64(configuration.compactionOps - 1)
-        if fault == nil && isSecondHalf && immutable.isImmutable { immutable.reset() }
+        if fault == nil && isSecondHalf && immutable.isImmutable && !isImmutableHeld { immutable.reset() }
     }
 
     /// Makes a job's outputs visible and its inputs gone (storage spec §5: outputs from S,

@@ -23,10 +23,17 @@ final class GrooveTestNode<Object: GrooveObject> {
     let forest: Forest<SimulatedStorage>
     let groove: Groove<Object, SimulatedStorage>
 
-    init(storage: SimulatedStorage, configuration: GrooveConfiguration, indexes: [GrooveIndex<Object>]) {
+    /// `holdsSmallImmutableTables` off (the default here): the groove tests' light loads reach
+    /// the grid every bar, as their fault, crash and level checks need (held tables are tested
+    /// in TreeHeldImmutableTests and the forest-vs-model tests).
+    init(
+        storage: SimulatedStorage, configuration: GrooveConfiguration, indexes: [GrooveIndex<Object>],
+        holdsSmallImmutableTables: Bool = false
+    ) {
         forest = Forest(
             storage: storage,
             configuration: ForestConfiguration(trees: configuration.treeConfigurations, gridReadQueueMax: 128))
+        forest.holdsSmallImmutableTables = holdsSmallImmutableTables
         groove = Groove(grid: forest.grid, freeSet: forest.freeSet, configuration: configuration, indexes: indexes)
         groove.registerTrees(in: forest)
     }

@@ -190,6 +190,9 @@ import Testing
         let configuration = TreeHarness<TreeTestObject>.configuration(
             valuesPerBeatMax: 60, compactionOps: 8, growthFactor: 64)
         let harness = TreeHarness<TreeTestObject>(storageSeed: 5, configuration: configuration)
+        // 60 values would be held back from the flush as a small table (Tree.swift, "Small
+        // immutable tables"); a checkpoint trigger at the bar's end flushes them.
+        harness.tree.barEndsAtCheckpointTrigger = { $0 == 15 }
         // Ops 1…7 (op 7 is the bar's last beat): the same 60 keys every beat, newer versions.
         for op in UInt64(1)...7 {
             for key in UInt64(0)..<60 { harness.put(TreeTestObject(id: key, version: op)) }
