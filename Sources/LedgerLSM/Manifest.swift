@@ -4,7 +4,8 @@ import LedgerKit
 public struct ManifestConfiguration: Sendable, Equatable {
     /// `lsm_levels`: levels 0 ..< levelCount.
     public var levelCount: Int
-    /// `lsm_growth_factor`: level `i` holds up to growthFactor^(i+1) visible tables.
+    /// `lsm_growth_factor`: level `i` ≥ 1 holds up to growthFactor^i visible tables (level 0,
+    /// the landing level, see `tableCountMax`).
     public var growthFactor: Int
     /// Storage capacity of each level's flat arrays (visible plus retired tables). Tests keep it
     /// small; production sizing waits for the segmented node-pool storage.
@@ -22,13 +23,20 @@ public struct ManifestConfiguration: Sendable, Equatable {
         self.tablesMax = tablesMax
     }
 
-    /// The most visible tables level `level` should hold: growthFactor^(level+1), saturating
-    /// at Int.max. Compaction keeps levels under it; the manifest does not enforce it.
+    /// Tables the landing level 0 holds at a bar's end at most: what the immutable table's
+    /// flush leaves there (at most a table's worth plus what level 0 held, under half a table
+    /// unless its compaction had to leave one of two tables behind: Tree.swift "Level 0").
+    public static var landingLevelTablesMax: Int { 2 }
+
+    /// The most visible tables level `level` should hold at a bar's end: 2 for the landing
+    /// level 0 (`landingLevelTablesMax`), growthFactor^level below it, saturating at Int.max.
+    /// Compaction keeps levels under it; the manifest does not enforce it.
     public func tableCountMax(level: Int) -> Int {
         precondition(level >= 0, "level is not negative")
         precondition(level < levelCount, "level is below levelCount")
+        if level == 0 { return Self.landingLevelTablesMax }
         var result = 1
-        for _ in 0...level {
+        for _ in 1...level {
             let (product, overflow) = result.multipliedReportingOverflow(by: growthFactor)
             if overflow { return Int.max }
             result = product
@@ -67,6 +75,18 @@ public struct Manifest<Key: Comparable & BitwiseCopyable> {
 
     public func visibleTableCount(level: Int, snapshot: UInt64) -> Int {
         levels[level].visibleCount(snapshot: snapshot)
+    }
+
+    /// Values of the tables of `level` visible at `snapshot`: a walk over the level (for the
+    /// landing level 0, which holds at most a few tables).
+    public func visibleValueCount(level: Int, snapshot: UInt64) -> Int {
+        var count = 0
+        let tables = levels[level]
+        for position in 0..<tables.count {
+            let table = tables.table(at: position)
+            if table.isVisible(snapshot: snapshot) { count += Int(table.valueCount) }
+        }
+        return count
     }
 
     // MARK: Changes

@@ -10,7 +10,8 @@ import LedgerKit
 //   every beat           the mutable memtable sorts the puts since the last beat into a run.
 //   1st half beats       the immutable memtable merges its runs, a paced step per beat.
 //   beat 0 (1st half)    plan: for even levels A (0, 2, 4, …) holding at least
-//                        `tableCountMax(A)` visible tables, a job A → A+1.
+//                        `tableCountMax(A)` visible tables (level 0: half a table's values,
+//                        see "Level 0"), a job A → A+1.
 //   beat h (2nd half)    plan: the immutable memtable → 0 (merged with the level-0 tables it
 //                        overlaps), and jobs for odd levels A (1, 3, 5, …) at their limit.
 //   last beat of a half  apply every job's manifest change (outputs `snapshotMin = S`, inputs
@@ -22,6 +23,20 @@ import LedgerKit
 // A level compacts when it is *at* its limit rather than over it: it loses a table in one
 // half-bar and gains at most one (a flush or compaction output: every output table but the
 // last is full) in the other, so after every bar it holds at most `tableCountMax` tables.
+//
+// ## Level 0, the landing level
+//
+// The immutable table's flush merges with the level-0 tables its keys overlap. A tree keyed
+// by a random field overlaps all of them, so if level 0 held many full tables (the spec's
+// level 0 holds 8), a flush of a few hundred values (a held table flushed at a checkpoint
+// trigger, see below) would rewrite them all: ~30 ms of a beat for each of the half-bar's 16
+// beats on the debit/credit trees, the single-request p99 after a load. So level 0 is a
+// landing level of at most `landingLevelTablesMax` (2) tables: it compacts into level 1 (a
+// first half-bar's job, one table per half-bar) once it holds half a table's values, and a
+// small flush merges only with what little it holds. Level i ≥ 1 holds growthFactor^i
+// tables, as the spec's level i − 1 does. The price: values of a full flush are written once
+// more (landing, then level 1), but only where keys overlap: ascending trees move the landed
+// table down by metadata.
 //
 // ## Small immutable tables (storage spec §5 "Memtables": "unless the previous immutable
 // table is under 50% full, in which case the next bar is merged into it")
@@ -404,8 +419,14 @@ public final class Tree<Value: TreeValue, S: Storage> {
         }
         let levelCount = configuration.manifest.levelCount
         for levelA in stride(from: isFirstHalf ? 0 : 1, to: levelCount - 1, by: 2) {
-            let visible = manifest.visibleTableCount(level: levelA, snapshot: latest)
-            guard visible >= configuration.manifest.tableCountMax(level: levelA) else { continue }
+            if levelA == 0 {
+                // The landing level compacts once it holds half a table (see "Level 0").
+                let values = manifest.visibleValueCount(level: 0, snapshot: latest)
+                guard values > 0 && values >= configuration.memtableCapacity / 2 else { continue }
+            } else {
+                let visible = manifest.visibleTableCount(level: levelA, snapshot: latest)
+                guard visible >= configuration.manifest.tableCountMax(level: levelA) else { continue }
+            }
             guard let input = manifest.chooseCompaction(level: levelA, snapshot: latest) else { continue }
             let tableKeyMin = input.table.keyMin(as: Value.Key.self)
             let tableKeyMax = input.table.keyMax(as: Value.Key.self)

@@ -17,11 +17,12 @@ import Testing
 
     @Test func productionLevelLimitsAreGrowthFactorPowers() {
         let configuration = ManifestConfiguration(tablesMax: 4)
-        #expect(configuration.levelCount == 7)
+        #expect(configuration.levelCount == 8)
         #expect(configuration.growthFactor == 8)
-        #expect((0..<7).map { configuration.tableCountMax(level: $0) } == [8, 64, 512, 4096, 32768, 262_144, 2_097_152])
-        // The spec's total: 2,396,744 tables per tree.
-        #expect((0..<7).reduce(0) { $0 + configuration.tableCountMax(level: $1) } == 2_396_744)
+        // The landing level 0 (2 tables), then the spec's 7 levels (Tree.swift "Level 0").
+        #expect((0..<8).map { configuration.tableCountMax(level: $0) } == [2, 8, 64, 512, 4096, 32768, 262_144, 2_097_152])
+        // The spec's total of 2,396,744 tables per tree, plus the landing level's 2.
+        #expect((0..<8).reduce(0) { $0 + configuration.tableCountMax(level: $1) } == 2_396_746)
         let huge = ManifestConfiguration(levelCount: 40, growthFactor: 8, tablesMax: 1)
         #expect(huge.tableCountMax(level: 39) == Int.max, "saturates instead of overflowing")
     }

@@ -71,4 +71,51 @@ import Testing
             if let failure = harness.check(key) { Issue.record("final: \(failure)") }
         }
     }
+
+    /// After full bars of random keys (tables in levels 0 and 1), a held table flushed at a
+    /// checkpoint trigger merges only with the landing level 0: level 1's tables are not
+    /// rewritten, and the flush writes level 0's values plus the held ones, no more.
+    @Test(arguments: [UInt64(4), 5])
+    func aTriggerFlushAfterALoadRewritesOnlyTheLandingLevel(seed: UInt64) {
+        let harness = TreeHarness<CompositeKey64>(storageSeed: seed, configuration: Self.configuration)
+        var prng = PRNG(seed: seed)
+        var timestamp: UInt64 = 0
+        func put(_ count: Int) {
+            for _ in 0..<count {
+                timestamp += 1
+                harness.put(CompositeKey64(field: prng.below(1_000), timestamp: timestamp))
+            }
+        }
+        // Ops 1…47: six bars of full beats.
+        for _ in 1...47 {
+            put(240)
+            #expect(harness.commit())
+        }
+        // Ops 48…67: light ops; the bar 64…71 ends at a trigger.
+        harness.tree.barEndsAtCheckpointTrigger = { $0 == 71 }
+        for _ in 48...67 {
+            put(10)
+            #expect(harness.commit())
+        }
+        #expect(harness.levelCounts()[1] > 0, "seed \(seed): the load reached level 1")
+        #expect(harness.levelCounts()[1] < 8, "seed \(seed): level 1 has no job of its own this half-bar")
+        let levelOneBefore = harness.tree.manifest.levelsTables()[1].map(\.identity)
+        let landedBefore = harness.tree.manifest.visibleValueCount(level: 0, snapshot: TableInfo.snapshotLatest)
+        let held = harness.tree.memtableCounts.immutable
+        #expect(held > 0 && held < 960, "seed \(seed): a small held table (\(held))")
+        harness.events.removeAll()
+        // Ops 68…71: the trigger bar's second half flushes the held table.
+        for _ in 68...71 {
+            put(10)
+            #expect(harness.commit())
+        }
+        let inserted = harness.events.filter { $0.event == .insert }
+        #expect(inserted.allSatisfy { $0.level == 0 }, "seed \(seed): only the landing level was written")
+        #expect(inserted.reduce(0) { $0 + Int($1.valueCount) } == landedBefore + held,
+                "seed \(seed): the flush wrote level 0's values and the held ones")
+        #expect(harness.tree.manifest.levelsTables()[1].map(\.identity) == levelOneBefore, "seed \(seed): level 1 untouched")
+        for key in harness.model.keys where prng.chance(percent: 5) {
+            if let failure = harness.check(key) { Issue.record("seed \(seed): \(failure)") }
+        }
+    }
 }

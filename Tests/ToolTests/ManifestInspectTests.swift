@@ -39,7 +39,7 @@ import Testing
         let path = "\(directory)/args.ledger"
         try Fixture.format(path)
         for arguments in [
-            ["tables", "--tree=noSuchTree"], ["tables", "--level=7"], ["manifest", "--tree=18"],
+            ["tables", "--tree=noSuchTree"], ["tables", "--level=8"], ["manifest", "--tree=18"],
             ["tables", "--verbose"], ["grid", "--level=0"],
         ] {
             let result = try Tools.inspect([path] + arguments)
