@@ -420,6 +420,13 @@ private func report(
         + "(receive→reply time only; \(formatFixed(Double(transfers) / (Double(serverNs + clientNs) / 1e9) / 1e3, digits: 1)) k/s "
         + "with the client's sealing and reply checks); latency p50 \(at(0.5)) p99 \(at(0.99)) max "
         + "\(formatFixed(Double(latencies[latencies.count - 1]) / 1e6, digits: 3)) ms")
+    // The slowest requests and where they fall in the checkpoint interval and the bar: the
+    // tail's causes (a checkpoint, the flush in the bar before a trigger, a half-bar's start).
+    let slowest = samples.sorted { $0.latencyNs > $1.latencyNs }.prefix(8)
+        .map { "op \($0.op) (op%\(interval)=\($0.op % interval), beat \($0.op % bar)) \(formatFixed(Double($0.latencyNs) / 1e6, digits: 2))" }
+    let overOneMs = samples.filter { $0.latencyNs > 1_000_000 }.count
+    print("replica \(phase): p90 \(at(0.9)) p99.9 \(at(0.999)) ms; \(overOneMs) requests over 1 ms; slowest (ms): "
+        + slowest.joined(separator: "; "))
     print("replica \(phase): heap allocations receive→reply, steady state (after \(warmup) warm-up requests, which made "
         + "\(warmupAllocations)): \(formatFixed(Double(steadyAllocations) / Double(steady.count), digits: 3)) per request "
         + "(\(steadyAllocations) in \(steady.count) requests; \(allocating.count) requests allocated)\(counterNote)")
