@@ -60,6 +60,15 @@ public final class CacheMap<Value: TreeValue> {
     /// reads the id cache), so an eviction just forgets the value: it saves the stash insert
     /// (a miss in a table of MiBs and a copy) per eviction.
     public let retainsEvictions: Bool
+    /// With `retainsEvictions`: whether only values touched since the last `compact()` move
+    /// into the stash when evicted (a groove's object cache). The batch guarantee is about
+    /// values the batch reads, and a groove reads only what it prefetched (found, or upserted
+    /// from its tree) or changed since `compact()` (Groove.swift, "Prefetch, then execute"):
+    /// each of those is a touch. Every found, put, replaced or updated cache value is touched,
+    /// so a value the batch may read is never dropped; an untouched one (a transfer of an
+    /// earlier batch, evicted by this batch's new transfers) is forgotten instead of being read
+    /// and copied into the stash: ~3 misses per new transfer. False: every eviction moves.
+    public let stashesOnlyTouched: Bool
     /// Changes one scope can log.
     public var undoCapacity: Int { stashCapacity }
     let setCount: Int
@@ -69,6 +78,12 @@ public final class CacheMap<Value: TreeValue> {
     private let cacheTags: UnsafeMutableBufferPointer<UInt16>
     /// Per set: bit `way` set when the way holds a value.
     private let cacheOccupied: UnsafeMutableBufferPointer<UInt16>
+    /// Per set: the `touchGeneration` of its touches (high 32 bits) and the ways touched in it
+    /// (bit `way`); marks of an older generation read as none, so `compact()` clears them all
+    /// by one increment. 8 bytes per 16 values, maintained only with `stashesOnlyTouched`.
+    private let cacheTouched: UnsafeMutableBufferPointer<UInt64>
+    /// The current touch generation (0: never current; slots start zeroed).
+    private var touchGeneration: UInt32 = 1
     /// Per set: the 2-bit CLOCK count of each way, way `w` at bits `2w…2w+1`.
     private let clock: ClockSets
 
@@ -85,6 +100,10 @@ public final class CacheMap<Value: TreeValue> {
     private var undoCount = 0
     public private(set) var scopeIsActive = false
 
+    /// The largest key ever put (nil: none yet); never lowered, so every key present is at
+    /// most this (`put`'s fast path for new keys).
+    private var keyMax: Key?
+
     /// Values in the cache.
     public private(set) var cacheCount = 0
     /// Values in the stash.
@@ -100,10 +119,14 @@ public final class CacheMap<Value: TreeValue> {
     /// Values the cache evicted into the stash.
     public private(set) var evictions: UInt64 = 0
 
-    public init(cacheCapacity: Int, stashCapacity: Int, retainsEvictions: Bool = true) {
+    public init(
+        cacheCapacity: Int, stashCapacity: Int, retainsEvictions: Bool = true, stashesOnlyTouched: Bool = false
+    ) {
         precondition(cacheCapacity >= 0, "a cache capacity is a count of values")
         precondition(retainsEvictions || cacheCapacity > 0, "a cache that forgets evictions has a cache part")
+        precondition(retainsEvictions || !stashesOnlyTouched, "only a retaining cache chooses what it stashes")
         self.retainsEvictions = retainsEvictions
+        self.stashesOnlyTouched = stashesOnlyTouched
         precondition(cacheCapacity % Self.ways == 0, "the cache capacity is whole sets of 16 ways")
         precondition(stashCapacity > 0, "the stash holds at least one batch's values")
         precondition(Self.ways == UInt16.bitWidth, "a set's occupancy fills one u16")
@@ -120,6 +143,9 @@ public final class CacheMap<Value: TreeValue> {
             cacheTags = UnsafeMutableBufferPointer(start: nil, count: 0)
             cacheOccupied = UnsafeMutableBufferPointer(start: nil, count: 0)
         }
+        cacheTouched = stashesOnlyTouched && setCount > 0
+            ? LargeAllocation.allocate(UInt64.self, capacity: setCount)
+            : UnsafeMutableBufferPointer(start: nil, count: 0)
         var stashSlots = 2
         while stashSlots < 2 * stashCapacity { stashSlots *= 2 }
         stashMask = stashSlots - 1
@@ -136,6 +162,7 @@ public final class CacheMap<Value: TreeValue> {
             LargeAllocation.deallocate(cacheTags)
             LargeAllocation.deallocate(cacheOccupied)
         }
+        if cacheTouched.count > 0 { LargeAllocation.deallocate(cacheTouched) }
         clock.deallocate()
         LargeAllocation.deallocate(stashValues)
         LargeAllocation.deallocate(stashUsed)
@@ -190,8 +217,9 @@ public final class CacheMap<Value: TreeValue> {
 
     // MARK: Software prefetch (execute's hints, ForestStore.hint)
 
-    /// Starts loading the cache lines a lookup of `key` reads first: its set's tags and
-    /// occupancy, and with `stash` the stash's home slot (an insert of a new key probes it).
+    /// Starts loading the cache lines a lookup of `key` reads first: its set's tags, occupancy,
+    /// CLOCK word and touch marks, and with `stash` (an insert follows) the set's CLOCK hand
+    /// and the stash's home slot if the insert will probe it.
     /// A hint only: it never faults and changes nothing, so a wrong or stale key costs a wasted
     /// load, never a wrong answer.
     @inline(__always)
@@ -201,8 +229,14 @@ public final class CacheMap<Value: TreeValue> {
             let set = placement(hash).set
             ledger_prefetch_read(UnsafeRawPointer(cacheTags.baseAddress! + set * Self.ways))
             ledger_prefetch_read(UnsafeRawPointer(cacheOccupied.baseAddress! + set))
+            // The set's CLOCK word (a hit raises it; with `stash`, an insert's eviction also
+            // reads the hand) and its touch marks: small arrays, but random lines of them.
+            clock.prefetch(set: set, hand: stash)
+            if stashesOnlyTouched { ledger_prefetch_read(UnsafeRawPointer(cacheTouched.baseAddress! + set)) }
         }
-        if stash {
+        // With a cache part, an insert probes the stash only when it holds something and the
+        // key is not above every key put (`put`'s fast path); without one, always.
+        if stash && (cacheCapacity == 0 || (stashCount > 0 && !(keyMax.map { key > $0 } ?? true))) {
             let home = stashHome(hash)
             ledger_prefetch_read(UnsafeRawPointer(stashUsed.baseAddress! + home))
             ledger_prefetch_read(UnsafeRawPointer(stashValues.baseAddress! + home))
@@ -252,6 +286,7 @@ public final class CacheMap<Value: TreeValue> {
             let way = hint % Self.ways
             guard cacheOccupied[set] & (UInt16(1) << UInt16(way)) != 0 else { return nil }
             guard cacheValues[hint].key == key else { return nil }
+            touch(set: set, way: way)
             return .cache(hint)
         }
         guard hint != Self.slotHintNone else { return nil }
@@ -331,6 +366,14 @@ public final class CacheMap<Value: TreeValue> {
     /// groove when they changed; values in the cache stay.
     public func compact() {
         precondition(!scopeIsActive, "compact between batches, not inside a scope")
+        // A new touch generation: every way reads as untouched. At the wrap (every 2³² − 1
+        // compacts) the marks are reset, so no stale mark matches a reused generation.
+        if touchGeneration == UInt32.max {
+            if cacheTouched.count > 0 { cacheTouched.update(repeating: 0) }
+            touchGeneration = 1
+        } else {
+            touchGeneration += 1
+        }
         if stashCount > 0 {
             stashUsed.update(repeating: 0)
             stashCount = 0
@@ -381,10 +424,13 @@ public final class CacheMap<Value: TreeValue> {
                     clock.raise(set: set, way: way)
                     hitsCache += 1
                 }
+                touch(set: set, way: way)
                 return .cache(set * Self.ways + way)
             }
         }
-        if let slot = stashFind(key, hash: hash) {
+        // An empty stash (always, for a cache that forgets evictions) is not probed: its home
+        // slot is a random line of a table of MiBs.
+        if stashCount > 0, let slot = stashFind(key, hash: hash) {
             if countingUse { hitsStash += 1 }
             return .stash(slot)
         }
@@ -396,25 +442,45 @@ public final class CacheMap<Value: TreeValue> {
     private func put(_ value: Value) -> Value? {
         let key = value.key
         let hash = Self.hash(key)
-        guard cacheCapacity > 0 else { return stashUpsert(value, hash: hash) }
-        let (set, tag) = placement(hash)
-        if let way = cacheFind(key, set: set, tag: tag) {
-            let slot = set * Self.ways + way
-            let previous = cacheValues[slot]
-            cacheValues[slot] = value
-            clock.raise(set: set, way: way)
-            return previous
+        // A key above every key ever put is in neither table (every key present was put, and
+        // `keyMax` never decreases): a groove's new object (timestamps grow) skips the set
+        // search and the stash probe.
+        let isAboveAll = keyMax.map { key > $0 } ?? true
+        if isAboveAll { keyMax = key }
+        guard cacheCapacity > 0 else {
+            if isAboveAll {
+                stashInsert(value, hash: hash)
+                return nil
+            }
+            return stashUpsert(value, hash: hash)
         }
-        // Take the key out of the stash before a possible eviction into it: the stash never
-        // holds the key twice, nor more than it must.
-        let previous = stashRemove(key, hash: hash)
+        let (set, tag) = placement(hash)
+        var previous: Value?
+        if !isAboveAll {
+            if let way = cacheFind(key, set: set, tag: tag) {
+                let slot = set * Self.ways + way
+                let previous = cacheValues[slot]
+                cacheValues[slot] = value
+                clock.raise(set: set, way: way)
+                touch(set: set, way: way)
+                return previous
+            }
+            // Take the key out of the stash before a possible eviction into it: the stash never
+            // holds the key twice, nor more than it must.
+            previous = stashRemove(key, hash: hash)
+        }
         let way = freeWay(set: set) ?? evictWay(set: set)
         let slot = set * Self.ways + way
         let bit = UInt16(1) << UInt16(way)
         if cacheOccupied[set] & bit != 0 {
-            let evicted = cacheValues[slot]
-            precondition(evicted.key != key, "a key evicted by its own insert was found first")
-            if retainsEvictions { stashInsert(evicted, hash: Self.hash(evicted.key)) }
+            // Read only when stashed: a forgetting cache (the id caches) saves a miss on the
+            // victim's line. The victim is not `key`: `key` was not in the set (searched above,
+            // or above every key).
+            if retainsEvictions && (!stashesOnlyTouched || isTouched(set: set, way: way)) {
+                let evicted = cacheValues[slot]
+                precondition(evicted.key != key, "a key evicted by its own insert was found first")
+                stashInsert(evicted, hash: Self.hash(evicted.key))
+            }
             evictions += 1
         } else {
             cacheOccupied[set] |= bit
@@ -423,6 +489,7 @@ public final class CacheMap<Value: TreeValue> {
         cacheValues[slot] = value
         cacheTags[slot] = tag
         clock.store(set: set, way: way, 1)
+        touch(set: set, way: way)
         return previous
     }
 
@@ -503,6 +570,22 @@ public final class CacheMap<Value: TreeValue> {
             return way
         }
         return nil
+    }
+
+    /// Marks the way as touched in the current generation (`stashesOnlyTouched`).
+    @inline(__always)
+    private func touch(set: Int, way: Int) {
+        guard stashesOnlyTouched else { return }
+        let word = cacheTouched[set]
+        let generation = UInt64(touchGeneration) << 32
+        let marks = word & ~UInt64(UInt32.max) == generation ? word & UInt64(UInt16.max) : 0
+        cacheTouched[set] = generation | marks | (UInt64(1) << UInt64(way))
+    }
+
+    @inline(__always)
+    private func isTouched(set: Int, way: Int) -> Bool {
+        let word = cacheTouched[set]
+        return word >> 32 == UInt64(touchGeneration) && word & (UInt64(1) << UInt64(way)) != 0
     }
 
     /// The lowest empty way of the set, if any.

@@ -173,8 +173,8 @@ public final class ForestStore<S: Storage>: LedgerStore {
     public func prefetchScanAccountEvents(timestampMin: UInt64, timestampMax: UInt64, limit: Int) {
         prefetcher.scanAccountEvents(timestampMin: timestampMin, timestampMax: timestampMax, limit: limit)
     }
-    public func prefetchFinish(callback: @escaping (Result<Void, ForestStoreFault>) -> Void) {
-        prefetcher.finish(callback: callback)
+    public func prefetchFinish(completion: PrefetchCompletion<ForestStoreFault>) {
+        prefetcher.finish(completion: completion)
     }
 
     /// Execute reads only memory that prefetch filled, but that memory (the batch's id maps,

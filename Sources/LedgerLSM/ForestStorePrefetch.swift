@@ -62,7 +62,7 @@ final class ForestStorePrefetcher<S: Storage> {
     private var isDriving = false
     private var isWaiting = false
     private var fault: ForestStoreFault?
-    private var callback: ((Result<Void, ForestStoreFault>) -> Void)?
+    private var callback: PrefetchCompletion<ForestStoreFault>?
     /// Which groove of a round prefetches next (0 accounts, 1 transfers, 2 pending, 3 events).
     private var grooveNext = 0
     /// The store's grooves, each prefetched once per round (`prefetchGroove`).
@@ -220,10 +220,10 @@ final class ForestStorePrefetcher<S: Storage> {
         eventScan = (timestampMin, timestampMax, limit)
     }
 
-    func finish(callback: @escaping (Result<Void, ForestStoreFault>) -> Void) {
+    func finish(completion: PrefetchCompletion<ForestStoreFault>) {
         precondition(isNaming, "prefetchFinish follows prefetchStart")
         isNaming = false
-        self.callback = callback
+        self.callback = completion
         stage = .expiryScan
         drive()
     }

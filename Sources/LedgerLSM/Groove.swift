@@ -222,6 +222,10 @@ public final class Groove<Object: GrooveObject, S: Storage> {
 
     // Prefetch state of the current batch (reserved at init, cleared by `prefetchStart`).
     private var ids: [UInt128] = []
+    /// Ids named but not yet entered into `idStates`: the last `enqueueDelay` names, a ring by
+    /// name count (`enqueueDelayed`). See `prefetchEnqueue(id:)`.
+    private let enqueueDelayIds: UnsafeMutableBufferPointer<UInt128>
+    private var enqueueDelayed = 0
     /// Every id of the batch: enqueued or changed (≤ prefetchEntriesMax + changesPerBeatMax).
     private var idStates: GrooveBatchMap<UInt128, IdState>
     /// Timestamps to fetch from the object tree, with the id that named them (nil: enqueued by
@@ -250,13 +254,14 @@ public final class Groove<Object: GrooveObject, S: Storage> {
     /// and how tests see that prefetch runs lookups side by side within the bound.
     public private(set) var lookupsInFlightMax = 0
 
-    // Lookup slots: the key each slot looks up and its callback (made at init).
+    // Lookup slots: the key each slot looks up and its completion (made at init, so a lookup
+    // allocates nothing: TreeLookupCompletion).
     private var idSlotKeys: [UInt128]
     private var idSlotsFree: [Int]
-    private var idCallbacks: [(TreeLookupResult<IdTreeValue>) -> Void] = []
+    private var idCompletions: [TreeLookupCompletion<IdTreeValue>] = []
     private var objectSlotKeys: [(timestamp: UInt64, id: UInt128?)]
     private var objectSlotsFree: [Int]
-    private var objectCallbacks: [(TreeLookupResult<Object>) -> Void] = []
+    private var objectCompletions: [TreeLookupCompletion<Object>] = []
 
     public init(
         grid: Grid<S>, freeSet: FreeSet, configuration: GrooveConfiguration, indexes: [GrooveIndex<Object>],
@@ -283,7 +288,11 @@ public final class Groove<Object: GrooveObject, S: Storage> {
             index.isWide
                 ? Tree(treeId: index.treeId, grid: grid, freeSet: freeSet, configuration: configuration.indexTree) : nil
         }
-        cache = CacheMap(cacheCapacity: configuration.cacheCapacity, stashCapacity: configuration.stashCapacity)
+        // Only values touched since `prefetchStart` are stashed when evicted: the groove reads
+        // only objects it prefetched or changed this batch (see "Prefetch, then execute").
+        cache = CacheMap(
+            cacheCapacity: configuration.cacheCapacity, stashCapacity: configuration.stashCapacity,
+            stashesOnlyTouched: true)
         // Evictions are forgotten, not stashed: prefetch copies each answer into `idStates` and
         // execute never reads the id cache, so nothing relies on an id staying cached within a
         // batch. Its undo log is sized like the object cache's: one entry per id resolved
@@ -295,6 +304,8 @@ public final class Groove<Object: GrooveObject, S: Storage> {
             : nil
         let entries = configuration.prefetchEntriesMax
         ids.reserveCapacity(entries)
+        enqueueDelayIds = .allocate(capacity: Self.enqueueDelay)
+        enqueueDelayIds.initialize(repeating: 0)
         // Changes of the batch record their ids too.
         idStates = GrooveBatchMap(capacity: entries + configuration.changesPerBeatMax)
         objectQueue.reserveCapacity(entries)
@@ -306,11 +317,15 @@ public final class Groove<Object: GrooveObject, S: Storage> {
         idSlotsFree = Array((0..<lookups).reversed())
         objectSlotKeys = Array(repeating: (0, nil), count: lookups)
         objectSlotsFree = Array((0..<lookups).reversed())
-        idCallbacks = (0..<lookups).map { slot in { [unowned self] result in self.idLookupDone(slot: slot, result) } }
-        objectCallbacks = (0..<lookups).map { slot in
-            { [unowned self] result in self.objectLookupDone(slot: slot, result) }
+        idCompletions = (0..<lookups).map { slot in
+            TreeLookupCompletion { [unowned self] result in self.idLookupDone(slot: slot, result) }
+        }
+        objectCompletions = (0..<lookups).map { slot in
+            TreeLookupCompletion { [unowned self] result in self.objectLookupDone(slot: slot, result) }
         }
     }
+
+    deinit { enqueueDelayIds.deallocate() }
 
     /// Adds the groove's trees to `forest` in the order of `configuration.treeConfigurations`.
     public func registerTrees(in forest: Forest<S>) {
@@ -511,6 +526,7 @@ public final class Groove<Object: GrooveObject, S: Storage> {
         cache.compact()
         idCache?.compact()
         ids.removeAll(keepingCapacity: true)
+        enqueueDelayed = 0
         idStates.removeAll()
         objectQueue.removeAll(keepingCapacity: true)
         timestamps.removeAll()
@@ -522,9 +538,34 @@ public final class Groove<Object: GrooveObject, S: Storage> {
     }
 
     /// Names an object the batch may touch by id (duplicates are looked up once).
+    ///
+    /// The id enters `idStates` `enqueueDelay` names later (or when `prefetch` starts): its slot
+    /// is a random line of a table of MiBs, so probing it at once waits for memory on every
+    /// name (7 % of a forest create_transfers batch); the delay lets the hint issued now load
+    /// it. Names are entered in order, so `ids` (and every answer) is as without the delay;
+    /// nothing reads `idStates` or `ids` between names and `prefetch`.
     public func prefetchEnqueue(id: UInt128) {
         precondition(!isPrefetching, "enqueue between prefetchStart and prefetch, or between rounds")
         _ = requireIdTree()
+        idStates.prefetch(id)
+        let position = enqueueDelayed & (Self.enqueueDelay - 1)
+        if enqueueDelayed >= Self.enqueueDelay { enqueueNow(id: enqueueDelayIds[position]) }
+        enqueueDelayIds[position] = id
+        enqueueDelayed += 1
+    }
+
+    /// Names held back by `prefetchEnqueue(id:)`: far enough ahead for a miss to complete (a
+    /// name costs tens of ns), a power of two (the ring's index is a mask).
+    private static var enqueueDelay: Int { 16 }
+
+    /// Enters the held-back names, oldest first.
+    private func enqueueFlush() {
+        let first = max(0, enqueueDelayed - Self.enqueueDelay)
+        for count in first..<enqueueDelayed { enqueueNow(id: enqueueDelayIds[count & (Self.enqueueDelay - 1)]) }
+        enqueueDelayed = 0
+    }
+
+    private func enqueueNow(id: UInt128) {
         // One probe: inserts unless the batch named the id already.
         guard idStates.insert(id, .pending) else { return }
         precondition(ids.count + objectQueue.count < configuration.prefetchEntriesMax,
@@ -547,6 +588,7 @@ public final class Groove<Object: GrooveObject, S: Storage> {
         precondition(!isPrefetching, "one prefetch round at a time")
         precondition(prefetchFault == nil, "no prefetch round after a fault: the caller stops")
         precondition(!scopeIsActive, "no prefetch inside a scope")
+        enqueueFlush()
         isPrefetched = false
         isPrefetching = true
         prefetchCallback = callback
@@ -561,6 +603,7 @@ public final class Groove<Object: GrooveObject, S: Storage> {
         // by the id cache, or ends: bounded by 2 × ids + objects enqueued.
         while prefetchFault == nil {
             var started = false
+            var idProgressed = false
             if idNext < ids.count && !idNextMissedCache, let idCache {
                 hintIdsAhead(idCache)
                 // A hash lookup instead of the memtables' search and a tree lookup.
@@ -568,18 +611,21 @@ public final class Groove<Object: GrooveObject, S: Storage> {
                     let id = ids[idNext]
                     idNext += 1
                     started = true
+                    idProgressed = true
                     resolveId(id, value)
                 } else {
                     // Asked once: the id waits for a lookup slot without asking again (the
                     // next turn tries the id tree).
                     idNextMissedCache = true
                     started = true
+                    idProgressed = true
                 }
             } else if idNext < ids.count, let slot = idSlotsFree.popLast() {
                 let id = ids[idNext]
                 idNext += 1
                 idNextMissedCache = false
                 started = true
+                idProgressed = true
                 let idTree = requireIdTree()
                 switch idTree.getCached(id) {
                 case .found(let value):
@@ -588,19 +634,28 @@ public final class Groove<Object: GrooveObject, S: Storage> {
                 case .deleted: idStates.put(id, .notFound)
                 case .notInMemory:
                     idSlotKeys[slot] = id
-                    idTree.lookup(id, callback: idCallbacks[slot])
+                    // The memtables were searched just above.
+                    idTree.lookupNotInMemory(id, completion: idCompletions[slot])
                     continue
                 }
                 idSlotsFree.append(slot)
             }
-            if objectNext < objectQueue.count, let slot = objectSlotsFree.popLast() {
+            // Objects trail the ids by more than the hint distance while ids still resolve:
+            // each found id appends its object, so taking objects as soon as they appear
+            // would leave none ahead to hint (`hintObjectsAhead`), and every cache probe would
+            // wait for memory. Once the ids stop progressing (all resolved, or waiting for
+            // lookups), the objects left are taken regardless.
+            let objectsAhead = objectQueue.count - objectNext
+            if objectsAhead > 0 && (objectsAhead > Self.prefetchHintDistance || !idProgressed),
+                let slot = objectSlotsFree.popLast()
+            {
                 hintObjectsAhead()
                 let entry = objectQueue[objectNext]
                 objectNext += 1
                 started = true
                 if cache.peek(entry.timestamp) == nil {
                     objectSlotKeys[slot] = entry
-                    objectTree.lookup(entry.timestamp, callback: objectCallbacks[slot])
+                    objectTree.lookup(entry.timestamp, completion: objectCompletions[slot])
                     continue
                 }
                 objectSlotsFree.append(slot)
@@ -625,12 +680,17 @@ public final class Groove<Object: GrooveObject, S: Storage> {
 
     /// Loads the lines the id cache probe and the `idStates` write of the id
     /// `prefetchHintDistance` ahead will touch. Loads only.
+    /// Also the value line of the id half as far ahead, whose set's tags were loaded earlier
+    /// (a hit compares its key).
     @inline(__always)
     private func hintIdsAhead(_ idCache: CacheMap<IdTreeValue>) {
         let ahead = idNext + Self.prefetchHintDistance
-        guard ahead < ids.count else { return }
-        idCache.prefetchPlacement(of: ids[ahead], stash: false)
-        idStates.prefetch(ids[ahead])
+        if ahead < ids.count {
+            idCache.prefetchPlacement(of: ids[ahead], stash: false)
+            idStates.prefetch(ids[ahead])
+        }
+        let near = idNext + Self.prefetchHintDistance / 2
+        if near < ids.count { idCache.prefetchValue(of: ids[near]) }
     }
 
     /// Loads the object cache set of the entry `prefetchHintDistance` ahead (its `peek`), and

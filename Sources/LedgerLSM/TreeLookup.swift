@@ -24,6 +24,18 @@ public enum TreeLookupResult<Value: TreeValue> {
     case corrupt(TableBlockError)
 }
 
+/// The completion of a lookup, made once by its owner (a groove makes one per lookup slot at
+/// init) and passed by reference. Why not a closure argument: the context stores the callback
+/// in a field of a generic class, whose layout keeps function values at their most general
+/// abstraction, so a closure passed from specialized code (a `Tree<IdTreeValue, S>`) was
+/// re-wrapped in a reabstraction thunk per lookup: a heap allocation per new id of a
+/// create_transfers batch. The wrapper below converts the closure once, when it is made.
+public final class TreeLookupCompletion<Value: TreeValue> {
+    let body: (TreeLookupResult<Value>) -> Void
+
+    public init(_ body: @escaping (TreeLookupResult<Value>) -> Void) { self.body = body }
+}
+
 final class TreeLookupContext<Value: TreeValue> {
     enum Phase {
         case index
@@ -31,7 +43,7 @@ final class TreeLookupContext<Value: TreeValue> {
     }
 
     var key: Value.Key?
-    var callback: ((TreeLookupResult<Value>) -> Void)?
+    var completion: TreeLookupCompletion<Value>?
     /// The tables that may hold the key, shallowest first (captured at start).
     var tables: [TableInfo]
     var tableIndex = 0
@@ -62,27 +74,45 @@ extension Tree {
 
     /// Looks `key` up at `snapshot` (`TableInfo.snapshotLatest` for the current state; the
     /// memtables always answer for the latest state). `callback` may run before `lookup`
-    /// returns (memtable or cached blocks).
+    /// returns (memtable or cached blocks). Allocates a completion per call: hot paths make
+    /// their `TreeLookupCompletion`s once and call `lookup(_:snapshot:completion:)`.
     public func lookup(
         _ key: Value.Key, snapshot: UInt64 = TableInfo.snapshotLatest,
         callback: @escaping (TreeLookupResult<Value>) -> Void
     ) {
+        lookup(key, snapshot: snapshot, completion: TreeLookupCompletion(callback))
+    }
+
+    /// `lookup(_:snapshot:callback:)` with a completion made once by the caller: allocates
+    /// nothing.
+    public func lookup(
+        _ key: Value.Key, snapshot: UInt64 = TableInfo.snapshotLatest, completion: TreeLookupCompletion<Value>
+    ) {
         switch getCached(key) {
         case .found(let value):
-            callback(.found(value))
+            completion.body(.found(value))
             return
         case .deleted:
-            callback(.notFound)
+            completion.body(.notFound)
             return
         case .notInMemory:
             break
         }
+        lookupNotInMemory(key, snapshot: snapshot, completion: completion)
+    }
+
+    /// `lookup(_:snapshot:completion:)` for a key the caller just found in neither memtable
+    /// (`getCached` answered `.notInMemory`, and nothing was put since): starts at the tables,
+    /// saving the second search of both memtables.
+    public func lookupNotInMemory(
+        _ key: Value.Key, snapshot: UInt64 = TableInfo.snapshotLatest, completion: TreeLookupCompletion<Value>
+    ) {
         guard let slot = lookupContextsFree.popLast() else {
             preconditionFailure("at most lookupsMax lookups in flight (the forest bounds them)")
         }
         let context = lookupContexts[slot]
         context.key = key
-        context.callback = callback
+        context.completion = completion
         context.tables.removeAll(keepingCapacity: true)
         for table in manifest.lookupTables(key: key, snapshot: snapshot) { context.tables.append(table) }
         context.tableIndex = 0
@@ -109,13 +139,13 @@ extension Tree {
             }
         }
         context.isStepping = false
-        guard let result = context.result, let callback = context.callback else {
-            preconditionFailure("a finished lookup has a result and a callback")
+        guard let result = context.result, let completion = context.completion else {
+            preconditionFailure("a finished lookup has a result and a completion")
         }
-        context.callback = nil
+        context.completion = nil
         context.key = nil
         lookupContextsFree.append(slot)
-        callback(result)
+        completion.body(result)
     }
 
     private func lookupReadDone(slot: Int, _ read: GridReadResult) {

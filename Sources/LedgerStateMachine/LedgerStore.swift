@@ -17,6 +17,22 @@ import LedgerKit
 /// Linked chains: `scopeOpen()` starts a savepoint; `scopeClose(persist: false)` undoes every
 /// change made since (accounts, transfers, pending statuses, expiry schedule, account events).
 /// Failed transfer ids are *not* covered: they are recorded after the rollback and persist.
+/// The end of a prefetch (`StateMachine.prefetch`, `LedgerStore.prefetchFinish`): a callback
+/// made once by its owner and passed by reference. Why not a closure argument: the callback's
+/// type names the store's fault type, so a closure handed through the generic state machine
+/// to a concrete store was re-wrapped in a reabstraction thunk on every operation (a heap
+/// allocation per request on the server's request path); a class reference is never
+/// converted.
+public final class PrefetchCompletion<Fault: Error> {
+    let body: (Result<Void, Fault>) -> Void
+
+    public init(_ body: @escaping (Result<Void, Fault>) -> Void) { self.body = body }
+
+    /// Calls the callback.
+    @inline(__always)
+    public func callAsFunction(_ result: Result<Void, Fault>) { body(result) }
+}
+
 public protocol LedgerStore: AnyObject {
     // MARK: Prefetch (docs/lsm.md "The state machine on the forest")
     //
@@ -52,8 +68,8 @@ public protocol LedgerStore: AnyObject {
     /// The account events of `scanAccountEvents(timestampMin:timestampMax:)` with at most
     /// `limit` results, and each event's transfer and accounts (get_change_events).
     func prefetchScanAccountEvents(timestampMin: UInt64, timestampMax: UInt64, limit: Int)
-    /// Everything is named: load it, then call `callback` (possibly before this returns).
-    func prefetchFinish(callback: @escaping (Result<Void, PrefetchFault>) -> Void)
+    /// Everything is named: load it, then call `completion` (possibly before this returns).
+    func prefetchFinish(completion: PrefetchCompletion<PrefetchFault>)
 
     /// Execute-time cache hints for an event a few positions ahead of the one executing
     /// (`StateMachine.hintDistance`): first its hash slots, later (`records: true`) the records

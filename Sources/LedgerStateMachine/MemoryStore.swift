@@ -101,8 +101,8 @@ public final class MemoryStore: LedgerStore {
     public func prefetchScanTransfers(_ query: TransferQuery, accountEvents: Bool) {}
     public func prefetchScanAccounts(_ query: AccountQuery) {}
     public func prefetchScanAccountEvents(timestampMin: UInt64, timestampMax: UInt64, limit: Int) {}
-    public func prefetchFinish(callback: @escaping (Result<Void, Never>) -> Void) {
-        callback(.success(()))
+    public func prefetchFinish(completion: PrefetchCompletion<Never>) {
+        completion(.success(()))
     }
 
     public func hint(

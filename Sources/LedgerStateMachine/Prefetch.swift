@@ -31,6 +31,20 @@ extension StateMachine {
         operation: Operation, body: UnsafeRawBufferPointer, timestamp: UInt64,
         callback: @escaping (Result<Void, Store.PrefetchFault>) -> Void
     ) {
+        precondition(prefetchCallback == nil, "one prefetch at a time")
+        // Kept here, in a field of the callback's own (generic) type, and reached through the
+        // machine's completion made at init: handing `callback` to the store would convert it
+        // (an allocation) per operation.
+        prefetchCallback = callback
+        prefetch(operation: operation, body: body, timestamp: timestamp, completion: callbackCompletion)
+    }
+
+    /// `prefetch(operation:body:timestamp:callback:)` with a completion the host made once:
+    /// allocates nothing.
+    public func prefetch(
+        operation: Operation, body: UnsafeRawBufferPointer, timestamp: UInt64,
+        completion: PrefetchCompletion<Store.PrefetchFault>
+    ) {
         store.prefetchStart()
         switch operation {
         case .pulse:
@@ -47,7 +61,7 @@ extension StateMachine {
             }
             reader.forEachBatch { _, batch in prefetchBatch(operation, batch) }
         }
-        store.prefetchFinish(callback: callback)
+        store.prefetchFinish(completion: completion)
     }
 
     private func prefetchBatch(_ operation: Operation, _ batch: UnsafeRawBufferPointer) {

@@ -26,12 +26,24 @@ public final class StateMachine<Store: LedgerStore> {
     let balanceScratch: UnsafeMutableBufferPointer<Transfer>
     let eventScratch: UnsafeMutableBufferPointer<AccountEvent>
 
+    /// The callback of the prefetch in flight made through `prefetch(…callback:)`, and the
+    /// completion (made once) that runs it (Prefetch.swift).
+    var prefetchCallback: ((Result<Void, Store.PrefetchFault>) -> Void)?
+    private(set) var callbackCompletion: PrefetchCompletion<Store.PrefetchFault>!
+
     public init(store: Store) {
         Constants.verify()
         self.store = store
         pulseScratch = .allocate(capacity: Constants.pulseExpiriesMax)
         balanceScratch = .allocate(capacity: Constants.queryResultsMax)
         eventScratch = .allocate(capacity: Constants.changeEventsMax)
+        callbackCompletion = PrefetchCompletion { [unowned self] result in
+            guard let callback = self.prefetchCallback else {
+                preconditionFailure("a prefetch made with a callback has one")
+            }
+            self.prefetchCallback = nil
+            callback(result)
+        }
     }
 
     deinit {

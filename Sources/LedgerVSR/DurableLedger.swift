@@ -127,7 +127,8 @@ public final class DurableLedger<S: Storage> {
     var commitReplySize = 0
     var isPumping = false
     var readCallback: Journal<S>.ReadCallback = { _ in }
-    var prefetchCallback: (Result<Void, ForestStoreFault>) -> Void = { _ in }
+    /// Made once (init): a prefetch given it allocates nothing per op.
+    var prefetchCompletion: PrefetchCompletion<ForestStoreFault>!
     var beatCallback: Forest<S>.BeatCallback = { _ in }
     var checkpointCallback: () -> Void = {}
 
@@ -160,7 +161,7 @@ public final class DurableLedger<S: Storage> {
             self.stage = .read(result)
             self.pump()
         }
-        prefetchCallback = { [unowned self] result in
+        prefetchCompletion = PrefetchCompletion { [unowned self] result in
             self.stage = .prefetched(result)
             self.pump()
         }

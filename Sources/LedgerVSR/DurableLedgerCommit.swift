@@ -122,7 +122,7 @@ extension DurableLedger {
         }
         stage = .prefetching
         stateMachine.prefetch(
-            operation: operation, body: prepareBody(header), timestamp: header.timestamp, callback: prefetchCallback)
+            operation: operation, body: prepareBody(header), timestamp: header.timestamp, completion: prefetchCompletion)
     }
 
     func prefetched(_ result: Result<Void, ForestStoreFault>) -> Bool {
