@@ -21,8 +21,20 @@ import LedgerKit
 // 11 % of the server's CPU under load). The cache checks that every buffer handed to it is one
 // of its own and lent out, so a buffer is never in two places.
 //
-// Sketch: 1 GiB of cache = 2048 blocks of 512 KiB = 128 sets; metadata is 18 bytes per slot plus
-// 5 bytes per set plus 1 byte per buffer. A lookup costs one hash and two cache lines; insert at
+// Pins (`pin`/`unpin`): a reader that keeps using a cached block across IO (a compaction job
+// merging a value block; see `Grid.readPinned`) pins its slot instead of copying the block out.
+// A pinned slot is never evicted and never exchanged, so its bytes stay put until the last
+// unpin. `tryInsert` skips pinned ways (nil when the address's own slot, or every way of its
+// set, is pinned: the caller then keeps the block out of the cache); `insert` is for callers
+// that pin nothing. `remove` of a pinned slot only hides the address: the bytes stay until the
+// last unpin frees the slot. Pins are counted per slot (u16) and per set.
+//
+// Trust (`markTrusted`): the grid marks a slot whose bytes are a block its own caller wrote
+// and vouched for (`Grid.write(…, trusted: true)`); the mark lasts until the slot's bytes may
+// change (an exchange, an insert of another address, a remove). See `Grid.readPinned`.
+//
+// Sketch: 1 GiB of cache = 2048 blocks of 512 KiB = 128 sets; metadata is 21 bytes per slot plus
+// 6 bytes per set plus 1 byte per buffer. A lookup costs one hash and two cache lines; insert at
 // most 3 sweeps of 16; an exchange a few loads and stores. Nothing allocates after init.
 
 public final class BlockCache {
@@ -57,6 +69,14 @@ public final class BlockCache {
     private let bufferInSlot: UnsafeMutableBufferPointer<Bool>
     /// Spares lent so far by `takeSpare`.
     private var sparesTaken = 0
+    /// Pins per slot, and pinned slots per set (a set with every way pinned takes no insert).
+    private let pins: UnsafeMutableBufferPointer<UInt16>
+    private let pinnedWays: UnsafeMutableBufferPointer<UInt8>
+    /// Per slot: whether the grid marked its block trusted (`markTrusted`).
+    private let trusted: UnsafeMutableBufferPointer<Bool>
+
+    /// Slots pinned now (for tests and metrics).
+    public private(set) var pinnedCount = 0
 
     /// Occupied slots.
     public private(set) var count = 0
@@ -100,6 +120,9 @@ public final class BlockCache {
         }
         precondition(Int(bitPattern: buffers.baseAddress!) % Constants.sectorSize == 0,
                      "cache buffers are sector-aligned: IO goes straight into them")
+        pins = LargeAllocation.allocate(UInt16.self, capacity: capacityBlocks)
+        pinnedWays = LargeAllocation.allocate(UInt8.self, capacity: setCount)
+        trusted = LargeAllocation.allocate(Bool.self, capacity: capacityBlocks)
         slotBuffers = LargeAllocation.allocate(Int.self, capacity: capacityBlocks)
         bufferInSlot = LargeAllocation.allocate(Bool.self, capacity: bufferCount)
         for slot in 0..<capacityBlocks {
@@ -112,6 +135,9 @@ public final class BlockCache {
         LargeAllocation.deallocate(addresses)
         LargeAllocation.deallocate(tags)
         clock.deallocate()
+        LargeAllocation.deallocate(pins)
+        LargeAllocation.deallocate(pinnedWays)
+        LargeAllocation.deallocate(trusted)
         LargeAllocation.deallocate(slotBuffers)
         LargeAllocation.deallocate(bufferInSlot)
         if let buffersLarge { LargeAllocation.deallocate(buffersLarge) }
@@ -134,24 +160,63 @@ public final class BlockCache {
     }
 
     /// The slot for `address`: its current slot if cached (the hit counts as a use), else a slot
-    /// taken by CLOCK, evicting its block. The caller then fills the slot's bytes.
+    /// taken by CLOCK, evicting its block. The caller then fills the slot's bytes. For caches
+    /// with pins, `tryInsert` (this traps where that returns nil).
     public func insert(_ address: UInt64) -> Int {
+        guard let slot = tryInsert(address) else {
+            preconditionFailure("insert into a set with an unpinned way (else tryInsert)")
+        }
+        return slot
+    }
+
+    /// As `insert`, but never takes a pinned slot: nil when `address` is cached in a pinned slot
+    /// (its bytes must not change) or every way of its set is pinned. The caller then leaves
+    /// the block out of the cache.
+    public func tryInsert(_ address: UInt64) -> Int? {
         precondition(address != 0, "address 0 is null")
         let (set, tag) = placement(of: address)
+        let base = set * Self.ways
         if let way = find(address, tag: tag, set: set) {
+            if pins[base + way] > 0 { return nil }
             clock.raise(set: set, way: way)
-            return set * Self.ways + way
+            return base + way
         }
-        let way = clock.evictWay(set: set)
-        let slot = set * Self.ways + way
+        if Int(pinnedWays[set]) == Self.ways { return nil }
+        var victim: Int? = nil
+        if pinnedWays[set] == 0 {
+            victim = clock.evictWay(set: set)
+        } else {
+            // CLOCK may land on pinned ways: give each a full count (it is in use) and sweep
+            // again. Bounded by the pinned ways; should CLOCK still land on one, the first
+            // unpinned way goes (there is one: the set is not all pinned).
+            for _ in 0...Int(pinnedWays[set]) {
+                let way = clock.evictWay(set: set)
+                if pins[base + way] == 0 {
+                    victim = way
+                    break
+                }
+                clock.store(set: set, way: way, ClockSets.countMax)
+            }
+            if victim == nil {
+                for way in 0..<Self.ways where pins[base + way] == 0 {
+                    victim = way
+                    break
+                }
+            }
+        }
+        guard let way = victim else { preconditionFailure("a set not all pinned has an unpinned way") }
+        let slot = base + way
+        precondition(pins[slot] == 0, "a pinned slot is never evicted")
         if addresses[slot] == 0 { count += 1 }
         addresses[slot] = address
         tags[slot] = tag
+        trusted[slot] = false
         clock.store(set: set, way: way, 1)
         return slot
     }
 
-    /// Drops `address` from the cache; returns whether it was there.
+    /// Drops `address` from the cache; returns whether it was there. A pinned slot's bytes stay
+    /// (its pinners still read them) until the last `unpin`; only the address is forgotten.
     @discardableResult
     public func remove(_ address: UInt64) -> Bool {
         precondition(address != 0, "address 0 is null")
@@ -160,9 +225,54 @@ public final class BlockCache {
         let slot = set * Self.ways + way
         addresses[slot] = 0
         tags[slot] = 0
+        trusted[slot] = false
         clock.store(set: set, way: way, 0)
         count -= 1
         return true
+    }
+
+    /// Keeps `slot`'s bytes where they are until `unpin(slot:)`: the slot is neither evicted nor
+    /// exchanged meanwhile. Pins nest.
+    public func pin(slot: Int) {
+        precondition(slot >= 0 && slot < capacityBlocks, "slot inside the cache")
+        precondition(addresses[slot] != 0, "a pinned slot holds a block")
+        precondition(pins[slot] < UInt16.max, "pins of one slot fit u16")
+        if pins[slot] == 0 {
+            pinnedWays[slot / Self.ways] += 1
+            pinnedCount += 1
+        }
+        pins[slot] += 1
+    }
+
+    /// Ends one `pin(slot:)`.
+    public func unpin(slot: Int) {
+        precondition(slot >= 0 && slot < capacityBlocks, "slot inside the cache")
+        precondition(pins[slot] > 0, "unpin a pinned slot")
+        pins[slot] -= 1
+        if pins[slot] == 0 {
+            pinnedWays[slot / Self.ways] -= 1
+            pinnedCount -= 1
+        }
+    }
+
+    /// Marks the block in `slot` (just exchanged in) as vouched for by its writer, until the
+    /// slot's bytes may change.
+    public func markTrusted(slot: Int) {
+        precondition(slot >= 0 && slot < capacityBlocks, "slot inside the cache")
+        precondition(addresses[slot] != 0, "a trusted slot holds a block")
+        trusted[slot] = true
+    }
+
+    /// Whether the block in `slot` is marked trusted (`markTrusted`).
+    public func isTrusted(slot: Int) -> Bool {
+        precondition(slot >= 0 && slot < capacityBlocks, "slot inside the cache")
+        return trusted[slot]
+    }
+
+    /// Whether `slot` is pinned.
+    public func isPinned(slot: Int) -> Bool {
+        precondition(slot >= 0 && slot < capacityBlocks, "slot inside the cache")
+        return pins[slot] > 0
     }
 
     /// The bytes of `slot` (valid until the slot is evicted, reused or exchanged).
@@ -188,11 +298,13 @@ public final class BlockCache {
     public func exchange(slot: Int, with block: UnsafeMutableRawBufferPointer) -> UnsafeMutableRawBufferPointer {
         precondition(slot >= 0, "slot inside the cache")
         precondition(slot < capacityBlocks, "slot inside the cache")
+        precondition(pins[slot] == 0, "a pinned slot's buffer stays in the slot")
         let incoming = bufferIndex(of: UnsafeRawBufferPointer(block))
         precondition(!bufferInSlot[incoming], "a buffer exchanged into the cache is lent out, not in a slot")
         let outgoing = slotBuffers[slot]
         precondition(bufferInSlot[outgoing], "a slot's buffer is marked as in a slot")
         slotBuffers[slot] = incoming
+        trusted[slot] = false
         bufferInSlot[incoming] = true
         bufferInSlot[outgoing] = false
         return buffer(outgoing)

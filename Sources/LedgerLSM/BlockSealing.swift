@@ -77,8 +77,39 @@ public enum BlockSealing {
         guard header.isBodyValid(UnsafeRawBufferPointer(rebasing: block[Constants.messageHeaderSize..<size])) else {
             return .bodyChecksum
         }
-        for byte in block[size...] where byte != 0 { return .padding }
+        guard isAllZero(UnsafeRawBufferPointer(rebasing: block[size...])) else { return .padding }
         return nil
+    }
+
+    /// Whether every byte of `bytes` is zero. Eight bytes per load (a byte loop over an index
+    /// block's ~510 KiB of padding cost ~4 instructions per byte on every block read from disk).
+    static func isAllZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard let start = bytes.baseAddress else { return true }
+        let count = bytes.count
+        var index = 0
+        // Bytes up to the first 8-byte boundary (or the end).
+        while index < count && Int(bitPattern: start + index) % 8 != 0 {
+            if bytes[index] != 0 { return false }
+            index += 1
+        }
+        // 64 bytes per turn, OR-ed: one branch per cache line.
+        while index + 64 <= count {
+            var word: UInt64 = 0
+            for offset in stride(from: 0, to: 64, by: 8) {
+                word |= (start + index + offset).load(as: UInt64.self)
+            }
+            if word != 0 { return false }
+            index += 64
+        }
+        while index + 8 <= count {
+            if (start + index).load(as: UInt64.self) != 0 { return false }
+            index += 8
+        }
+        while index < count {
+            if bytes[index] != 0 { return false }
+            index += 1
+        }
+        return true
     }
 }
 
