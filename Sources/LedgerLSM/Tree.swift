@@ -84,8 +84,8 @@ import LedgerKit
 //   lookups         lookupsMax contexts (levelCount table infos each); lookups read grid blocks
 //                   in place, no buffers of their own.
 //   manifest        levelCount × tablesMax table infos (+ keys).
-// Testing (4 KiB blocks, 7 levels): 96 KiB of job buffers; production (512 KiB): 12 MiB (8 MiB
-// the job's, 4 MiB the grid's).
+// Testing (4 KiB blocks, 7 levels: 4 jobs): 96 KiB of job buffers; production (512 KiB blocks,
+// 8 levels: 5 jobs): 15 MiB (10 MiB the jobs', 5 MiB the grid's), resident only as used.
 // The memtables share one merge buffer and sort each beat in a beat-sized scratch, so a tree
 // holds 3 × capacity + 2 × valuesPerBeatMax values, touched only as used (Memtable.swift).
 //
