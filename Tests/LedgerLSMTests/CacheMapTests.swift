@@ -2,27 +2,27 @@ import LedgerKit
 import LedgerLSM
 import Testing
 
-/// An object of a test groove: a u64 key and a payload that tells versions apart.
-private struct Object: TreeValue, Equatable {
+/// A value of the cache-map tests: a u64 key and a payload that tells versions apart.
+struct CacheMapTestObject: TreeValue, Equatable {
     var timestamp: UInt64
     var payload: UInt64
 
     var key: UInt64 { timestamp }
     var isTombstone: Bool { false }
-    static func tombstone(key: UInt64) -> Object {
+    static func tombstone(key: UInt64) -> CacheMapTestObject {
         preconditionFailure("test objects are never deleted")
     }
 }
 
 @Suite struct CacheMapTests {
     @Test func upsertGetReplaceRemove() {
-        let map = CacheMap<Object>(cacheCapacity: 32, stashCapacity: 8)
+        let map = CacheMap<CacheMapTestObject>(cacheCapacity: 32, stashCapacity: 8)
         #expect(map.get(1) == nil)
         #expect(map.misses == 1)
-        map.upsert(Object(timestamp: 1, payload: 10))
-        #expect(map.get(1) == Object(timestamp: 1, payload: 10))
+        map.upsert(CacheMapTestObject(timestamp: 1, payload: 10))
+        #expect(map.get(1) == CacheMapTestObject(timestamp: 1, payload: 10))
         #expect(map.hitsCache == 1)
-        map.upsert(Object(timestamp: 1, payload: 11))
+        map.upsert(CacheMapTestObject(timestamp: 1, payload: 11))
         #expect(map.get(1)?.payload == 11, "an upsert replaces")
         #expect(map.cacheCount == 1)
         #expect(map.remove(1)?.payload == 11)
@@ -35,9 +35,9 @@ private struct Object: TreeValue, Equatable {
     }
 
     @Test func updateInPlace() {
-        let map = CacheMap<Object>(cacheCapacity: 16, stashCapacity: 64)
+        let map = CacheMap<CacheMapTestObject>(cacheCapacity: 16, stashCapacity: 64)
         #expect(!map.update(5) { $0.payload = 1 }, "an absent key is not updated")
-        for key in UInt64(1)...40 { map.upsert(Object(timestamp: key, payload: key)) }
+        for key in UInt64(1)...40 { map.upsert(CacheMapTestObject(timestamp: key, payload: key)) }
         #expect(map.stashCount == 24, "16 in the cache, the rest evicted to the stash")
         for key in UInt64(1)...40 {
             #expect(map.update(key) { $0.payload += 100 })
@@ -58,11 +58,11 @@ private struct Object: TreeValue, Equatable {
     }
 
     @Test func stashOnly() {
-        let map = CacheMap<Object>(cacheCapacity: 0, stashCapacity: 100)
-        for key in UInt64(1)...100 { map.upsert(Object(timestamp: key, payload: key)) }
+        let map = CacheMap<CacheMapTestObject>(cacheCapacity: 0, stashCapacity: 100)
+        for key in UInt64(1)...100 { map.upsert(CacheMapTestObject(timestamp: key, payload: key)) }
         #expect(map.stashCount == 100)
         #expect(map.cacheCount == 0)
-        map.upsert(Object(timestamp: 50, payload: 0))
+        map.upsert(CacheMapTestObject(timestamp: 50, payload: 0))
         #expect(map.stashCount == 100, "replacing a stashed key takes no room")
         for key in UInt64(1)...100 { #expect(map.get(key)?.payload == (key == 50 ? 0 : key)) }
         #expect(map.hitsStash == 100)
@@ -78,8 +78,8 @@ private struct Object: TreeValue, Equatable {
     }
 
     @Test func heavyEvictionKeepsTheBatch() {
-        let map = CacheMap<Object>(cacheCapacity: 16, stashCapacity: 1000)
-        for key in UInt64(1)...1000 { map.upsert(Object(timestamp: key, payload: key * 2)) }
+        let map = CacheMap<CacheMapTestObject>(cacheCapacity: 16, stashCapacity: 1000)
+        for key in UInt64(1)...1000 { map.upsert(CacheMapTestObject(timestamp: key, payload: key * 2)) }
         for key in UInt64(1)...1000 { #expect(map.get(key)?.payload == key * 2) }
         #expect(map.cacheCount == 16)
         #expect(map.stashCount == 984)
@@ -101,16 +101,16 @@ private struct Object: TreeValue, Equatable {
     @Test func clockSecondChance() {
         func scan(reading hot: Int?) -> (hotSurvived: Bool, coldSurvivors: Int) {
             // One set: every key lands in it.
-            let map = CacheMap<Object>(cacheCapacity: 16, stashCapacity: 64)
+            let map = CacheMap<CacheMapTestObject>(cacheCapacity: 16, stashCapacity: 64)
             let first = (UInt64(1)...16).map { $0 }
-            for key in first { map.upsert(Object(timestamp: key, payload: key)) }
+            for key in first { map.upsert(CacheMapTestObject(timestamp: key, payload: key)) }
             #expect(map.cacheCount == 16)
             #expect(map.evictions == 0)
             if let hot {
                 for _ in 0..<3 { #expect(map.get(first[hot]) != nil) }
             }
             map.compact()
-            for key in UInt64(101)...115 { map.upsert(Object(timestamp: key, payload: key)) }
+            for key in UInt64(101)...115 { map.upsert(CacheMapTestObject(timestamp: key, payload: key)) }
             #expect(map.evictions == 15)
             map.compact()
             let coldSurvivors = first.indices.filter { $0 != (hot ?? 0) && map.peek(first[$0]) != nil }
@@ -127,20 +127,20 @@ private struct Object: TreeValue, Equatable {
 
     @Test func scopeDiscardRestoresExactly() {
         // A tiny cache so the scope's inserts evict into the stash.
-        let map = CacheMap<Object>(cacheCapacity: 16, stashCapacity: 128)
-        for key in UInt64(1)...30 { map.upsert(Object(timestamp: key, payload: key)) }
+        let map = CacheMap<CacheMapTestObject>(cacheCapacity: 16, stashCapacity: 128)
+        for key in UInt64(1)...30 { map.upsert(CacheMapTestObject(timestamp: key, payload: key)) }
         _ = map.remove(7)
         let before = (UInt64(0)...80).map { map.peek($0) }
 
         map.scopeOpen()
-        map.upsert(Object(timestamp: 1, payload: 500))  // Replace.
-        map.upsert(Object(timestamp: 1, payload: 501))  // Replace twice.
-        map.upsert(Object(timestamp: 7, payload: 700))  // Re-insert a removed key.
+        map.upsert(CacheMapTestObject(timestamp: 1, payload: 500))  // Replace.
+        map.upsert(CacheMapTestObject(timestamp: 1, payload: 501))  // Replace twice.
+        map.upsert(CacheMapTestObject(timestamp: 7, payload: 700))  // Re-insert a removed key.
         _ = map.remove(2)  // Remove.
-        map.upsert(Object(timestamp: 2, payload: 200))  // Remove, then re-insert.
+        map.upsert(CacheMapTestObject(timestamp: 2, payload: 200))  // Remove, then re-insert.
         _ = map.remove(3)  // Remove only.
         #expect(map.update(4) { $0.payload = 400 })  // In place.
-        for key in UInt64(40)...80 { map.upsert(Object(timestamp: key, payload: key)) }  // New keys.
+        for key in UInt64(40)...80 { map.upsert(CacheMapTestObject(timestamp: key, payload: key)) }  // New keys.
         _ = map.remove(45)  // Insert, then remove.
         #expect(map.peek(1)?.payload == 501)
         #expect(map.peek(3) == nil)
@@ -152,11 +152,11 @@ private struct Object: TreeValue, Equatable {
     }
 
     @Test func scopePersistKeepsChanges() {
-        let map = CacheMap<Object>(cacheCapacity: 32, stashCapacity: 16)
-        map.upsert(Object(timestamp: 1, payload: 1))
+        let map = CacheMap<CacheMapTestObject>(cacheCapacity: 32, stashCapacity: 16)
+        map.upsert(CacheMapTestObject(timestamp: 1, payload: 1))
         map.scopeOpen()
-        map.upsert(Object(timestamp: 1, payload: 2))
-        map.upsert(Object(timestamp: 2, payload: 2))
+        map.upsert(CacheMapTestObject(timestamp: 1, payload: 2))
+        map.upsert(CacheMapTestObject(timestamp: 2, payload: 2))
         map.scopeClose(persist: true)
         #expect(map.peek(1)?.payload == 2)
         #expect(map.peek(2)?.payload == 2)
@@ -170,14 +170,14 @@ private struct Object: TreeValue, Equatable {
 
     @Test func deterministic() {
         func run() -> [UInt64] {
-            let map = CacheMap<Object>(cacheCapacity: 64, stashCapacity: 64)
+            let map = CacheMap<CacheMapTestObject>(cacheCapacity: 64, stashCapacity: 64)
             var prng = PRNG(seed: 42)
             for batch in 0..<50 {
                 map.compact()
                 for _ in 0..<64 {
                     let key = prng.below(500)
                     if prng.chance(percent: 50) {
-                        map.upsert(Object(timestamp: key, payload: UInt64(batch)))
+                        map.upsert(CacheMapTestObject(timestamp: key, payload: UInt64(batch)))
                     } else {
                         _ = map.get(key)
                     }
@@ -194,17 +194,17 @@ private struct Object: TreeValue, Equatable {
 
     @Test func stashOverflowIsAPrecondition() async {
         await #expect(processExitsWith: .failure, "no cache: the third value overflows") {
-            let map = CacheMap<Object>(cacheCapacity: 0, stashCapacity: 2)
-            for key in UInt64(1)...3 { map.upsert(Object(timestamp: key, payload: 0)) }
+            let map = CacheMap<CacheMapTestObject>(cacheCapacity: 0, stashCapacity: 2)
+            for key in UInt64(1)...3 { map.upsert(CacheMapTestObject(timestamp: key, payload: 0)) }
         }
         await #expect(processExitsWith: .failure, "the second eviction overflows") {
-            let map = CacheMap<Object>(cacheCapacity: 16, stashCapacity: 1)
-            for key in UInt64(1)...18 { map.upsert(Object(timestamp: key, payload: 0)) }
+            let map = CacheMap<CacheMapTestObject>(cacheCapacity: 16, stashCapacity: 1)
+            for key in UInt64(1)...18 { map.upsert(CacheMapTestObject(timestamp: key, payload: 0)) }
         }
         await #expect(processExitsWith: .failure, "a scope logs at most undoCapacity changes") {
-            let map = CacheMap<Object>(cacheCapacity: 16, stashCapacity: 2)
+            let map = CacheMap<CacheMapTestObject>(cacheCapacity: 16, stashCapacity: 2)
             map.scopeOpen()
-            for key in UInt64(1)...3 { map.upsert(Object(timestamp: key, payload: 0)) }
+            for key in UInt64(1)...3 { map.upsert(CacheMapTestObject(timestamp: key, payload: 0)) }
         }
     }
 
@@ -220,18 +220,33 @@ private struct Object: TreeValue, Equatable {
 /// A randomized run against a dictionary: every key upserted, updated or found since the last
 /// `compact()` must be found with its latest value; a removed key never; any other key is
 /// either found with its latest value or missing (it was evicted and its stash entry dropped).
-private enum CacheMapModel {
+/// Shared by the plain cache's tests and the touched-only stash's (CacheMapTouchedTests).
+enum CacheMapModel {
     static func run(seed: UInt64, cacheCapacity: Int) -> [String] {
         var prng = PRNG(seed: seed)
         let keySpace = UInt64(cacheCapacity * 3 + 40)
         let batchChangesMax = 24 + Int(prng.below(40))
-        let map = CacheMap<Object>(cacheCapacity: cacheCapacity, stashCapacity: batchChangesMax)
+        let map = CacheMap<CacheMapTestObject>(cacheCapacity: cacheCapacity, stashCapacity: batchChangesMax)
+        return run(map: map, prng: &prng, changesPerBatch: batchChangesMax, sweepKeyEnd: keySpace) { prng, _ in
+            prng.below(keySpace)
+        }
+    }
+
+    /// Runs 60 batches of up to `changesPerBatch` changes (upserts, removes, updates; gets and
+    /// scopes in between) on `map`, each op's key chosen by `chooseKey` (given one past the
+    /// largest key upserted so far), then sweeps keys `0..<max(sweepKeyEnd, that)` after each
+    /// batch. Returns the failures.
+    static func run(
+        map: CacheMap<CacheMapTestObject>, prng: inout PRNG, changesPerBatch: Int, sweepKeyEnd: UInt64,
+        chooseKey: (inout PRNG, _ keyNext: UInt64) -> UInt64
+    ) -> [String] {
         var latest: [UInt64: UInt64] = [:]
         var guaranteed: Set<UInt64> = []  // Keys that must be present.
         var failures: [String] = []
         var version: UInt64 = 0
+        var keyNext: UInt64 = 1
 
-        func check(_ key: UInt64, _ found: Object?, _ context: String) {
+        func check(_ key: UInt64, _ found: CacheMapTestObject?, _ context: String) {
             if let found, found.key != key { failures.append("\(context): \(key) gave key \(found.key)") }
             switch (latest[key], found) {
             case (nil, nil): break
@@ -252,14 +267,15 @@ private enum CacheMapModel {
             guaranteed = []
             var changes = 0
             var scope: (latest: [UInt64: UInt64], guaranteed: Set<UInt64>)? = nil
-            for _ in 0..<200 where changes < batchChangesMax {
-                let key = prng.below(keySpace)
+            for _ in 0..<400 where changes < changesPerBatch {
+                let key = chooseKey(&prng, keyNext)
                 let roll = prng.below(100)
                 if roll < 40 {
                     version += 1
-                    map.upsert(Object(timestamp: key, payload: version))
+                    map.upsert(CacheMapTestObject(timestamp: key, payload: version))
                     latest[key] = version
                     guaranteed.insert(key)
+                    keyNext = max(keyNext, key + 1)
                     changes += 1
                 } else if roll < 50 {
                     let removed = map.remove(key)
@@ -302,7 +318,7 @@ private enum CacheMapModel {
             }
             // Every present value is a model key with its latest value, and the counts agree.
             var present = 0
-            for key in 0..<keySpace {
+            for key in 0..<max(sweepKeyEnd, keyNext) {
                 let found = map.peek(key)
                 check(key, found, "batch \(batch) sweep")
                 if found != nil { present += 1 }
@@ -310,7 +326,7 @@ private enum CacheMapModel {
             if present != map.cacheCount + map.stashCount {
                 failures.append("batch \(batch): \(present) present, counts say \(map.cacheCount + map.stashCount)")
             }
-            if map.cacheCount > cacheCapacity { failures.append("cache over capacity") }
+            if map.cacheCount > map.cacheCapacity { failures.append("cache over capacity") }
         }
         return failures
     }

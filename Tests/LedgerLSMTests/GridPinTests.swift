@@ -7,7 +7,7 @@ import Testing
 /// Pinned reads (`Grid.readPinned`, `BlockCache.pin`) and trusted blocks (`trusted:` writes):
 /// a compaction job merges input blocks in place in the cache instead of copying them, and skips
 /// the order check of value blocks its own kind wrote in this process.
-@Suite struct CompReadTests {
+@Suite struct GridPinTests {
     let layout = DataFileLayout(.testing)
 
     // MARK: BlockCache
