@@ -145,14 +145,11 @@ public struct ForestConfiguration: Sendable, Equatable {
         self.manifestLogTablesMax = manifestLogTablesMax ?? 8 * liveTablesMax
     }
 
-    /// Grid writes: twice one tree's jobs at their cap, plus the manifest log's (trailers write
-    /// alone). Jobs' writes run past their beat (TreeCompaction.swift "Writes across beats"), so
-    /// a tree may start while earlier trees' writes are in flight; a job that finds no slot
-    /// waits for one (`Grid.waitForWrite`). Each slot holds a block buffer: 512 KiB resident.
+    /// Grid writes: one tree's jobs at a time, plus the manifest log's (trailers write alone).
     public var gridWritesMax: Int {
         var treeWrites = 0
         for tree in trees { treeWrites = max(treeWrites, tree.gridWritesMax) }
-        return 2 * treeWrites + manifestLogWritesMax
+        return treeWrites + manifestLogWritesMax
     }
 
     /// Block buffers the grid lends: every tree's compaction jobs build their output blocks in

@@ -145,12 +145,6 @@ public final class Grid<S: Storage> {
     private var writeTrusted: [Bool]
     private var writeCallbacks: [WriteCallback?]
     private var writeSlotsFree: [Int]
-    /// Callers waiting for a write slot (`waitForWrite`), first come first served: each is
-    /// called once a write completes and frees its slot. Compaction jobs let their writes run
-    /// past their beat (TreeCompaction.swift "Writes across beats"), so a tree's job may find
-    /// every slot taken by earlier trees' writes.
-    private var writeWaiters: [WriteCallback] = []
-    private var writeWaitersHead = 0
 
     /// Block buffers callers may borrow with `takeBlock()` (for `write(exchanging:)`).
     public let callerBlocks: Int
@@ -196,7 +190,6 @@ public final class Grid<S: Storage> {
         writeTrusted = Array(repeating: false, count: writesMax)
         writeCallbacks = Array(repeating: nil, count: writesMax)
         writeSlotsFree = Array((0..<writesMax).reversed())
-        writeWaiters.reserveCapacity(writeWaitersMax)
 
         for (slot, completion) in readCompletions.enumerated() {
             completion.tag = slot
@@ -212,35 +205,6 @@ public final class Grid<S: Storage> {
     public var readsAvailable: Int { readSlotsFree.count + readQueueMax - queueCount }
     /// Writes that can be issued now.
     public var writesAvailable: Int { writeSlotsFree.count }
-
-    /// Calls `callback` once a write slot is free (after a write completes), for a caller that
-    /// found `writesAvailable == 0`; it may call back inside the completion of another write.
-    /// `callback` should be a closure made once (stored until then, not copied per call). At
-    /// most `writeWaitersMax` callers wait at once (each compaction job waits once at a time).
-    public func waitForWrite(_ callback: @escaping WriteCallback) {
-        precondition(writesAvailable == 0, "a caller waits only when every write slot is taken")
-        precondition(writeWaiters.count - writeWaitersHead < writeWaitersMax, "at most writeWaitersMax waiters")
-        if writeWaitersHead > 0 && writeWaitersHead == writeWaiters.count {
-            writeWaiters.removeAll(keepingCapacity: true)
-            writeWaitersHead = 0
-        }
-        writeWaiters.append(callback)
-    }
-
-    /// Callers that may wait for a write slot at once (`waitForWrite`).
-    public var writeWaitersMax: Int { 4_096 }
-
-    /// Calls the first waiter for a write slot if a slot is free.
-    private func wakeWriteWaiter() {
-        guard writesAvailable > 0, writeWaitersHead < writeWaiters.count else { return }
-        let waiter = writeWaiters[writeWaitersHead]
-        writeWaitersHead += 1
-        if writeWaitersHead == writeWaiters.count {
-            writeWaiters.removeAll(keepingCapacity: true)
-            writeWaitersHead = 0
-        }
-        waiter()
-    }
     /// Storage reads in flight plus reads waiting for an IO.
     public var readsPending: Int { readsMax - readSlotsFree.count + queueCount }
     /// Writes in flight.
@@ -507,8 +471,6 @@ public final class Grid<S: Storage> {
         callback()
         // A waiting read of this block can now be served from the cache.
         pumpReadQueue()
-        // The slot is free unless the callback took it again: the next waiter's turn.
-        wakeWriteWaiter()
     }
 
     private func isWriting(_ address: UInt64) -> Bool {

@@ -31,18 +31,6 @@ import LedgerKit
 // blocks (tests that build a lone tree) gets the job's own two output buffers instead, written
 // with `write(block:)`, which copies.
 //
-// ## Writes across beats
-//
-// A beat ends once its quota is merged and its blocks are handed to the grid, not once they are
-// durable: the writes complete while the next op is prepared, prefetched and executed, instead of
-// the beat waiting for each block's O_DSYNC write (a host cache flush on a disk without FUA).
-// Only the half-bar's last beat waits for them, so every output is durable before the tree
-// applies the job (outputs become visible) and before a checkpoint names them. Between beats a
-// completion only decrements `writesInFlight` (`run` sees no active beat). With writes in
-// flight across trees, a job may find the grid's write slots all taken by other trees' jobs:
-// it waits for one (`Grid.waitForWrite`, woken in completion order); output addresses were
-// acquired in output order whatever the timing, so the blocks are the same.
-//
 // Input blocks are read pinned (`Grid.readPinned`): the job merges straight from the cache's
 // copy, which stays put until the job unpins it, instead of copying each 512 KiB block into its
 // own buffer (that memcpy was ~10 % of the server's CPU under load). Ownership: a pinned block is
@@ -139,9 +127,6 @@ final class TreeCompaction<Value: TreeValue, S: Storage> {
     private var writesInFlight = 0
     private var readCallbacks: [Grid<S>.PinnedReadCallback] = []
     private var writeCallback: Grid<S>.WriteCallback = {}
-    /// Waiting for a grid write slot (`canWrite`); `gridWriteCallback` resumes the job.
-    private var isWaitingForGridWrite = false
-    private var gridWriteCallback: Grid<S>.WriteCallback = {}
     /// Called (outside `run`'s loop) when the beat's quota is done and its writes are durable.
     var onBeatDone: () -> Void = {}
 
@@ -178,10 +163,6 @@ final class TreeCompaction<Value: TreeValue, S: Storage> {
         ]
         writeCallback = { [unowned self] in
             self.writesInFlight -= 1
-            self.run()
-        }
-        gridWriteCallback = { [unowned self] in
-            self.isWaitingForGridWrite = false
             self.run()
         }
     }
@@ -269,7 +250,6 @@ final class TreeCompaction<Value: TreeValue, S: Storage> {
         precondition(!isBeatActive, "a job finishes between beats")
         precondition(writesInFlight == 0, "a job finishes with its writes durable")
         precondition(!isReadPending, "a job finishes with no read in flight")
-        precondition(!isWaitingForGridWrite, "a job finishes waiting for nothing")
         releasePins()
         if let reservation { freeSet.forfeit(reservation) }
         reservation = nil
@@ -324,8 +304,7 @@ final class TreeCompaction<Value: TreeValue, S: Storage> {
                 continue
             }
             if isMergeDone || (!isLastBeat && progress() >= beatTarget) {
-                // Only the last beat waits for the writes (see "Writes across beats").
-                if isLastBeat && writesInFlight > 0 { return false }
+                if writesInFlight > 0 { return false }
                 isBeatActive = false
                 return true
             }
@@ -378,18 +357,11 @@ final class TreeCompaction<Value: TreeValue, S: Storage> {
         return address
     }
 
-    /// Whether the job may start a write now; if not, its own write's completion resumes it,
-    /// or the grid calls it back when another job's write frees a slot.
+    /// Whether the job may start a write now; if not, its own write's completion resumes it.
     private func canWrite() -> Bool {
         if writesInFlight == Self.writesInFlightMax { return false }
-        if grid.writesAvailable == 0 {
-            // Other trees' writes from earlier beats hold every slot (see "Writes across beats").
-            if !isWaitingForGridWrite {
-                isWaitingForGridWrite = true
-                grid.waitForWrite(gridWriteCallback)
-            }
-            return false
-        }
+        // The tree sizes the grid's writes for all its jobs at their cap (see `Tree.init`).
+        precondition(grid.writesAvailable > 0, "the grid has writesInFlightMax writes for every compaction job")
         return true
     }
 

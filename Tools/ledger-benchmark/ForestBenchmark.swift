@@ -281,11 +281,6 @@ func runForestBenchmark(directory: String, transferCount: Int, accountCount: Int
     }
     print("forest: rss after lookups \(ResidentMemory.read().description)")
     if failures > 0 { fail("\(failures) results were not created/found: a bug") }
-    // Compaction writes may run past their beat (TreeCompaction.swift "Writes across beats"):
-    // FileStorage must be idle when it goes.
-    guard io.run(until: { storage.inFlightCount == 0 }, timeoutNs: 300 * 1_000_000_000) else {
-        fail("the grid's writes did not finish within 300 s")
-    }
 }
 
 /// Prints the run's first 20 failures; returns how many there were.
