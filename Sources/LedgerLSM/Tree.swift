@@ -406,16 +406,18 @@ public final class Tree<Value: TreeValue, S: Storage> {
         }
         isHalfBarActive = true
         let latest = TableInfo.snapshotLatest
-        if !isFirstHalf && immutable.isImmutable && immutable.count > 0 && mayHoldImmutable(op: op) {
-            isImmutableHeld = true
-        } else if !isFirstHalf && immutable.isImmutable && immutable.count > 0 {
-            // A no-op: the first half-bar's beats merged it (`stepImmutableMerge`).
-            immutable.finishMerge()
-            let values = immutable.values
-            let keyMin = values[0].key
-            let keyMax = values[values.count - 1].key
-            let tablesB = manifest.level(0).tables(visibleAt: latest, overlapping: keyMin...keyMax)
-            planJob(0, sourceA: .memtable(values), tablesB: tablesB, keyMin: keyMin, keyMax: keyMax, snapshot: snapshot)
+        if !isFirstHalf && immutable.isImmutable && immutable.count > 0 {
+            if mayHoldImmutable(op: op) {
+                isImmutableHeld = true
+            } else {
+                // A no-op: the first half-bar's beats merged it (`stepImmutableMerge`).
+                immutable.finishMerge()
+                let values = immutable.values
+                let keyMin = values[0].key
+                let keyMax = values[values.count - 1].key
+                let tablesB = manifest.level(0).tables(visibleAt: latest, overlapping: keyMin...keyMax)
+                planJob(0, sourceA: .memtable(values), tablesB: tablesB, keyMin: keyMin, keyMax: keyMax, snapshot: snapshot)
+            }
         }
         let levelCount = configuration.manifest.levelCount
         for levelA in stride(from: isFirstHalf ? 0 : 1, to: levelCount - 1, by: 2) {
