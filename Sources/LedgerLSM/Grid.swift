@@ -105,6 +105,13 @@ public final class Grid<S: Storage> {
         case pinned(PinnedReadCallback)
     }
 
+    /// A write's callback, held in a concrete type: a bare function stored in an array (a
+    /// generic container) is converted to the most general abstraction on every store, which
+    /// allocates a thunk per write (measured: 8–18 allocations per compacting batch request).
+    private struct Writer {
+        let callback: WriteCallback
+    }
+
     public let storage: S
     public let blockSize: Int
     public let cache: BlockCache
@@ -143,7 +150,7 @@ public final class Grid<S: Storage> {
     private var writeChecksums: [UInt128]
     /// Whether the writer vouched for the block (`trusted:` of the write).
     private var writeTrusted: [Bool]
-    private var writeCallbacks: [WriteCallback?]
+    private var writeCallbacks: [Writer?]
     private var writeSlotsFree: [Int]
 
     /// Block buffers callers may borrow with `takeBlock()` (for `write(exchanging:)`).
@@ -441,7 +448,7 @@ public final class Grid<S: Storage> {
         writeAddresses[slot] = address
         writeChecksums[slot] = checksum
         writeTrusted[slot] = trusted
-        writeCallbacks[slot] = callback
+        writeCallbacks[slot] = Writer(callback: callback)
         for read in 0..<readsMax where readCallbacks[read] != nil && readReferences[read].address == address {
             readCacheable[read] = false
         }
@@ -453,7 +460,7 @@ public final class Grid<S: Storage> {
 
     private func writeDone(slot: Int) {
         let address = writeAddresses[slot]
-        guard let callback = writeCallbacks[slot] else { preconditionFailure("a completed write has a callback") }
+        guard let callback = writeCallbacks[slot]?.callback else { preconditionFailure("a completed write has a callback") }
         precondition(address != 0, "a completed write has an address")
         // The written buffer becomes the cache slot's; the write IO takes the evicted one. With
         // no unpinned slot for it (the set is all pinned, or an older block of the address is
