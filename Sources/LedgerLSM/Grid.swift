@@ -55,6 +55,18 @@ import LedgerKit
 // 32 writes in flight hold 32 MiB of IO buffers.
 
 /// The outcome of a grid read.
+/// A read callback held in a concrete type, for a caller's array of per-slot callbacks: a bare
+/// function stored in an array (a generic container) sits at the most general abstraction, and
+/// passing it on as a `Grid.ReadCallback` converts it back with a thunk allocation per read.
+struct GridReadHandler {
+    let callback: (GridReadResult) -> Void
+}
+
+/// `GridReadHandler` for pinned reads.
+struct GridPinnedReadHandler {
+    let callback: (GridPinnedReadResult) -> Void
+}
+
 public enum GridReadResult {
     /// The block, `blockSize` bytes, verified against the reference. Valid until the callback
     /// returns: copy what must outlive it.

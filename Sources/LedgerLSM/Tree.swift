@@ -226,7 +226,7 @@ public final class Tree<Value: TreeValue, S: Storage> {
     // Lookups (TreeLookup.swift).
     var lookupContexts: [TreeLookupContext<Value>] = []
     var lookupContextsFree: [Int] = []
-    var lookupReadCallbacks: [Grid<S>.ReadCallback] = []
+    var lookupReadCallbacks: [GridReadHandler] = []
     // Scans (TreeScan.swift): contexts allocated at the first scan.
     var scans: TreeScans<Value, S>?
 

@@ -125,7 +125,7 @@ final class TreeCompaction<Value: TreeValue, S: Storage> {
     private var isRunning = false
     private var isReadPending = false
     private var writesInFlight = 0
-    private var readCallbacks: [Grid<S>.PinnedReadCallback] = []
+    private var readCallbacks: [GridPinnedReadHandler] = []
     private var writeCallback: Grid<S>.WriteCallback = {}
     /// Called (outside `run`'s loop) when the beat's quota is done and its writes are durable.
     var onBeatDone: () -> Void = {}
@@ -158,8 +158,8 @@ final class TreeCompaction<Value: TreeValue, S: Storage> {
         inputAddresses = []
         inputAddresses.reserveCapacity((tablesMax + 1) * (valueBlocksMax + 1))
         readCallbacks = [
-            { [unowned self] result in self.readDone(source: 0, result) },
-            { [unowned self] result in self.readDone(source: 1, result) },
+            GridPinnedReadHandler { [unowned self] result in self.readDone(source: 0, result) },
+            GridPinnedReadHandler { [unowned self] result in self.readDone(source: 1, result) },
         ]
         writeCallback = { [unowned self] in
             self.writesInFlight -= 1
@@ -429,10 +429,10 @@ final class TreeCompaction<Value: TreeValue, S: Storage> {
         }
         isReadPending = true
         if let index = sourceIndexBlock[source] {
-            grid.readPinned(index.reference(sourceValueBlockIndex[source]), callback: readCallbacks[source])
+            grid.readPinned(index.reference(sourceValueBlockIndex[source]), callback: readCallbacks[source].callback)
         } else {
             let table = table(source: source, index: sourceTableIndex[source])
-            grid.readPinned(table.index, callback: readCallbacks[source])
+            grid.readPinned(table.index, callback: readCallbacks[source].callback)
         }
     }
 

@@ -65,7 +65,7 @@ extension Tree {
         lookupContexts = (0..<configuration.lookupsMax).map { _ in TreeLookupContext(levelCount: levelCount) }
         lookupContextsFree = Array((0..<configuration.lookupsMax).reversed())
         lookupReadCallbacks = (0..<configuration.lookupsMax).map { slot in
-            { [unowned self] result in self.lookupReadDone(slot: slot, result) }
+            GridReadHandler { [unowned self] result in self.lookupReadDone(slot: slot, result) }
         }
     }
 
@@ -132,7 +132,7 @@ extension Tree {
             }
             let reference = context.phase == .index ? context.tables[context.tableIndex].index : context.valueReference
             context.isReadPending = true
-            grid.read(reference, callback: lookupReadCallbacks[slot])
+            grid.read(reference, callback: lookupReadCallbacks[slot].callback)
             if context.isReadPending {
                 context.isStepping = false
                 return

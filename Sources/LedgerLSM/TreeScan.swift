@@ -163,7 +163,7 @@ final class TreeScanContext<Value: TreeValue> {
 final class TreeScans<Value: TreeValue, S: Storage> {
     var contexts: [TreeScanContext<Value>]
     var free: [Int]
-    var readCallbacks: [Grid<S>.ReadCallback] = []
+    var readCallbacks: [GridReadHandler] = []
 
     init(contexts: [TreeScanContext<Value>]) {
         self.contexts = contexts
@@ -250,7 +250,7 @@ extension Tree {
         }
         let pool = TreeScans<Value, S>(contexts: contexts)
         pool.readCallbacks = (0..<Self.scansMax).map { slot in
-            { [unowned self] result in self.scanReadDone(slot: slot, result) }
+            GridReadHandler { [unowned self] result in self.scanReadDone(slot: slot, result) }
         }
         scans = pool
         return pool
@@ -400,7 +400,7 @@ extension Tree {
             context.readLevel = level
             context.readPhase = .value
             context.isReadPending = true
-            grid.read(index.reference(context.entryNext[level]), callback: scans.readCallbacks[slot])
+            grid.read(index.reference(context.entryNext[level]), callback: scans.readCallbacks[slot].callback)
             return
         }
         context.indexBlocks[level] = nil
@@ -413,7 +413,7 @@ extension Tree {
         context.readLevel = level
         context.readPhase = .index
         context.isReadPending = true
-        grid.read(table.index, callback: scans.readCallbacks[slot])
+        grid.read(table.index, callback: scans.readCallbacks[slot].callback)
     }
 
     private func scanReadDone(slot: Int, _ read: GridReadResult) {
