@@ -2,24 +2,12 @@ import LedgerKit
 import LedgerLSM
 import Testing
 
-/// A test value: a u64 key and a payload that tells versions apart.
-private struct Item: TreeValue, Equatable {
-    var timestamp: UInt64
-    var payload: UInt64
-
-    var key: UInt64 { timestamp }
-    var isTombstone: Bool { false }
-    static func tombstone(key: UInt64) -> Item {
-        preconditionFailure("test items are never deleted")
-    }
-}
-
 /// The execute-time speedups of the object and id caches: software prefetch hints change
 /// nothing observable, and a cache that forgets evictions (the groove's id cache) never stashes.
 @Suite struct CacheMapHintTests {
     @Test func prefetchHintsChangeNothing() {
-        let map = CacheMap<Item>(cacheCapacity: 32, stashCapacity: 64)
-        for key in UInt64(1)...60 { map.upsert(Item(timestamp: key, payload: key * 10)) }
+        let map = CacheMap<CacheMapTestObject>(cacheCapacity: 32, stashCapacity: 64)
+        for key in UInt64(1)...60 { map.upsert(CacheMapTestObject(timestamp: key, payload: key * 10)) }
         let counters = (map.hitsCache, map.hitsStash, map.misses, map.evictions, map.cacheCount, map.stashCount)
         for key in UInt64(0)...80 {
             map.prefetchPlacement(of: key, stash: true)
@@ -33,14 +21,14 @@ private struct Item: TreeValue, Equatable {
         #expect(map.cacheCount == counters.4)
         #expect(map.stashCount == counters.5)
         for key in UInt64(1)...60 {
-            #expect(map.peek(key) == Item(timestamp: key, payload: key * 10), "key \(key) kept its value")
+            #expect(map.peek(key) == CacheMapTestObject(timestamp: key, payload: key * 10), "key \(key) kept its value")
         }
     }
 
     @Test func forgettingEvictionsNeverStashes() {
-        let map = CacheMap<Item>(cacheCapacity: 32, stashCapacity: 8, retainsEvictions: false)
+        let map = CacheMap<CacheMapTestObject>(cacheCapacity: 32, stashCapacity: 8, retainsEvictions: false)
         // 200 distinct keys into 32 ways: a stashing map would overflow its 8-value stash.
-        for key in UInt64(1)...200 { map.upsert(Item(timestamp: key, payload: key)) }
+        for key in UInt64(1)...200 { map.upsert(CacheMapTestObject(timestamp: key, payload: key)) }
         #expect(map.stashCount == 0, "evictions are forgotten")
         #expect(map.evictions == 200 - UInt64(map.cacheCount), "every insert past the cache evicted one")
         var present = 0
@@ -53,7 +41,7 @@ private struct Item: TreeValue, Equatable {
         #expect(present == map.cacheCount)
         // A discarded scope still restores the keys it changed, evicted or not.
         map.scopeOpen()
-        for key in UInt64(201)...208 { map.upsert(Item(timestamp: key, payload: key)) }
+        for key in UInt64(201)...208 { map.upsert(CacheMapTestObject(timestamp: key, payload: key)) }
         map.scopeClose(persist: false)
         for key in UInt64(201)...208 { #expect(map.peek(key) == nil, "key \(key) was discarded") }
         #expect(map.stashCount == 0)
