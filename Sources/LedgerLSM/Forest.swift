@@ -10,11 +10,18 @@ import LedgerKit
 //
 //   half-bar start   the forest opens the free set's reservation session (`openReservations`)
 //                    before any tree runs, so every tree plans and reserves inside it.
-//   every beat       the trees' beats run one after another, in the order the trees were added
-//                    (they share the grid's write IOs; the grid is sized for one tree's jobs
-//                    plus the manifest log's writes). The trees reserve at their half-bar's
-//                    first beat in that order, so reservations (and so addresses) depend only on
-//                    the op sequence.
+//   every beat       the trees' beats run side by side: the forest starts them in the order
+//                    the trees were added and the beat ends when the last one calls back. A
+//                    tree plans its half-bar (and reserves) inside `compact`, before it starts
+//                    any IO, so reservations are taken in tree order and addresses depend only
+//                    on the op sequence, whatever order IO completes in. Trees touch disjoint
+//                    state but for the grid and the free set (acquire, forfeit and release are
+//                    order-free inside a session, FreeSet.swift). The trees' jobs share the
+//                    grid's write IOs (sized for twice one tree's jobs, plus the manifest log's
+//                    writes): a job that finds every slot taken waits for one
+//                    (`Grid.waitForWrite`). Side by side, one tree's merge CPU runs while other
+//                    trees' reads and writes are in flight, instead of the beat waiting for
+//                    each tree's IO in turn (docs/lsm.md "Speed and memory").
 //   half-bar end     after the last tree: close the session; apply a deferred
 //                    `checkpointDurable`; then, in a short session of its own (the fixed point
 //                    of the log), reserve the manifest log's worst case for this point, append
@@ -145,11 +152,15 @@ public struct ForestConfiguration: Sendable, Equatable {
         self.manifestLogTablesMax = manifestLogTablesMax ?? 8 * liveTablesMax
     }
 
-    /// Grid writes: one tree's jobs at a time, plus the manifest log's (trailers write alone).
+    /// Grid writes: twice one tree's jobs at their cap, plus the manifest log's (trailers write
+    /// alone). The trees' beats run side by side, so their jobs share these slots; a job that
+    /// finds none free waits for one (`Grid.waitForWrite`). Each slot holds a block buffer,
+    /// resident: production 2 × 10 + 2 slots = 11 MiB. More would not help on one device: at
+    /// 8 writes of 512 KiB in flight this machine's disk is at its bandwidth (fio, docs/lsm.md).
     public var gridWritesMax: Int {
         var treeWrites = 0
         for tree in trees { treeWrites = max(treeWrites, tree.gridWritesMax) }
-        return treeWrites + manifestLogWritesMax
+        return 2 * treeWrites + manifestLogWritesMax
     }
 
     /// Block buffers the grid lends: every tree's compaction jobs build their output blocks in
@@ -251,9 +262,8 @@ public final class Forest<S: Storage> {
     // The beat in progress.
     private var beatOp: UInt64 = 0
     private var beatCallback: BeatCallback?
-    private var memberIndex = 0
-    private var memberIsSynchronous = false
-    private var memberDoneSynchronously = false
+    /// Trees whose beat has not called back yet (plus one while they are being started).
+    private var membersPending = 0
     private var memberDoneCallback: () -> Void = {}
 
     // Manifest log compaction and flush at a half-bar end.
@@ -386,35 +396,28 @@ public final class Forest<S: Storage> {
         beatOp = op
         beatCallback = callback
         if op % halfBarBeats == 0 { freeSet.openReservations() }
-        memberIndex = 0
         runMembers()
     }
 
-    /// Runs the trees' beats one after another. A beat that calls back before `compact`
-    /// returns is absorbed by this loop, so the stack does not grow with the tree count.
+    /// Starts every tree's beat, in tree order; the beat goes on when the last calls back. The
+    /// extra count held while starting them keeps a tree that calls back before `compact`
+    /// returns from ending the beat early.
     private func runMembers() {
-        // Each turn runs one tree's beat: bounded by the tree count.
-        while memberIndex < members.count {
-            memberIsSynchronous = true
-            memberDoneSynchronously = false
-            memberBeats[memberIndex](beatOp)
-            memberIsSynchronous = false
-            guard memberDoneSynchronously else { return }
-            memberIndex += 1
-        }
-        membersDone()
+        precondition(membersPending == 0, "the previous beat's trees are done")
+        membersPending = members.count + 1
+        // Each turn starts one tree's beat: bounded by the tree count.
+        for beat in memberBeats { beat(beatOp) }
+        memberDone()
     }
 
     private func memberDone() {
-        if memberIsSynchronous {
-            memberDoneSynchronously = true
-            return
-        }
-        memberIndex += 1
-        runMembers()
+        precondition(membersPending > 0, "a tree's beat calls back once")
+        membersPending -= 1
+        if membersPending == 0 { membersDone() }
     }
 
     private func membersDone() {
+        precondition(grid.writeWaitersPending == 0, "every write of the beat completed, so no job waits for a slot")
         for member in members {
             if let treeFault = member.fault {
                 fault = .tree(treeId: member.treeId, treeFault)

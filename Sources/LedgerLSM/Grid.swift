@@ -164,6 +164,13 @@ public final class Grid<S: Storage> {
     private var writeTrusted: [Bool]
     private var writeCallbacks: [Writer?]
     private var writeSlotsFree: [Int]
+    /// Callers waiting for a write slot (`waitForWrite`), first come first served: a ring of
+    /// `writeWaitersMax`, each called once a write completes and frees a slot. A forest runs
+    /// its trees' beats side by side (Forest.swift "Beats"), so a job may find every slot taken
+    /// by other trees' writes.
+    private var writeWaiters: [Writer?]
+    private var writeWaitersHead = 0
+    private var writeWaitersCount = 0
 
     /// Block buffers callers may borrow with `takeBlock()` (for `write(exchanging:)`).
     public let callerBlocks: Int
@@ -209,6 +216,7 @@ public final class Grid<S: Storage> {
         writeTrusted = Array(repeating: false, count: writesMax)
         writeCallbacks = Array(repeating: nil, count: writesMax)
         writeSlotsFree = Array((0..<writesMax).reversed())
+        writeWaiters = Array(repeating: nil, count: Self.writeWaitersMax)
 
         for (slot, completion) in readCompletions.enumerated() {
             completion.tag = slot
@@ -224,6 +232,36 @@ public final class Grid<S: Storage> {
     public var readsAvailable: Int { readSlotsFree.count + readQueueMax - queueCount }
     /// Writes that can be issued now.
     public var writesAvailable: Int { writeSlotsFree.count }
+
+    /// Calls `callback` once a write slot is free (after a write completes), for a caller that
+    /// found `writesAvailable == 0`; it runs inside another write's completion. `callback`
+    /// should be a closure made once (stored until then, not copied per call). At most
+    /// `writeWaitersMax` callers wait at once (a compaction job waits for one slot at a time).
+    public func waitForWrite(_ callback: @escaping WriteCallback) {
+        precondition(writesAvailable == 0, "a caller waits only when every write slot is taken")
+        precondition(writeWaitersCount < Self.writeWaitersMax, "at most writeWaitersMax waiters")
+        writeWaiters[(writeWaitersHead + writeWaitersCount) % Self.writeWaitersMax] = Writer(callback: callback)
+        writeWaitersCount += 1
+    }
+
+    /// Callers that may wait for a write slot at once (`waitForWrite`).
+    public static var writeWaitersMax: Int { 1_024 }
+
+    /// Callers waiting for a write slot.
+    public var writeWaitersPending: Int { writeWaitersCount }
+
+    /// Calls the first waiter for a write slot while a slot is free. Bounded: each turn
+    /// removes a waiter, and one that does not take the slot leaves it to the next.
+    private func wakeWriteWaiters() {
+        while writesAvailable > 0 && writeWaitersCount > 0 {
+            guard let waiter = writeWaiters[writeWaitersHead] else { preconditionFailure("a queued waiter") }
+            writeWaiters[writeWaitersHead] = nil
+            writeWaitersHead = (writeWaitersHead + 1) % Self.writeWaitersMax
+            writeWaitersCount -= 1
+            waiter.callback()
+        }
+    }
+
     /// Storage reads in flight plus reads waiting for an IO.
     public var readsPending: Int { readsMax - readSlotsFree.count + queueCount }
     /// Writes in flight.
@@ -487,6 +525,9 @@ public final class Grid<S: Storage> {
         writeAddresses[slot] = 0
         writeCallbacks[slot] = nil
         writeSlotsFree.append(slot)
+        // Waiters first (first come, first served), then the writer. So outside this function a
+        // free slot means no waiter: a caller waiting for a slot is resumed only by its wake.
+        wakeWriteWaiters()
         callback()
         // A waiting read of this block can now be served from the cache.
         pumpReadQueue()

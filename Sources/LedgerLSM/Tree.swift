@@ -65,8 +65,9 @@ import LedgerKit
 // op sequence gives the same addresses whatever order IO completes in.
 //
 // IO bounds: a job keeps at most 2 writes and 1 read in flight, a lookup 1 read. `init` checks
-// that the grid has that many for this tree's jobs and lookups; a forest sharing one grid among
-// its trees runs their beats one after the other, or sizes the grid for all of them.
+// that the grid has that many for this tree's jobs and lookups. A forest runs its trees' beats
+// side by side on one grid: a job that finds every write slot taken (by other trees' jobs)
+// waits for one (`Grid.waitForWrite`), and the grid queues a read for every job and lookup.
 //
 // Free-set sessions: if no session is open at a half-bar's start, the tree opens one and
 // closes it at the half-bar's end. A forest opens the session itself (before its trees' first

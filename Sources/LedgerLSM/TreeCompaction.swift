@@ -127,6 +127,9 @@ final class TreeCompaction<Value: TreeValue, S: Storage> {
     private var writesInFlight = 0
     private var readCallbacks: [GridPinnedReadHandler] = []
     private var writeCallback: Grid<S>.WriteCallback = {}
+    /// Waiting for a grid write slot (`canWrite`); `gridWriteCallback` resumes the job.
+    private var isWaitingForGridWrite = false
+    private var gridWriteCallback: Grid<S>.WriteCallback = {}
     /// Called (outside `run`'s loop) when the beat's quota is done and its writes are durable.
     var onBeatDone: () -> Void = {}
 
@@ -163,6 +166,10 @@ final class TreeCompaction<Value: TreeValue, S: Storage> {
         ]
         writeCallback = { [unowned self] in
             self.writesInFlight -= 1
+            self.run()
+        }
+        gridWriteCallback = { [unowned self] in
+            self.isWaitingForGridWrite = false
             self.run()
         }
     }
@@ -250,6 +257,7 @@ final class TreeCompaction<Value: TreeValue, S: Storage> {
         precondition(!isBeatActive, "a job finishes between beats")
         precondition(writesInFlight == 0, "a job finishes with its writes durable")
         precondition(!isReadPending, "a job finishes with no read in flight")
+        precondition(!isWaitingForGridWrite, "a job finishes waiting for no write slot")
         releasePins()
         if let reservation { freeSet.forfeit(reservation) }
         reservation = nil
@@ -357,11 +365,18 @@ final class TreeCompaction<Value: TreeValue, S: Storage> {
         return address
     }
 
-    /// Whether the job may start a write now; if not, its own write's completion resumes it.
+    /// Whether the job may start a write now; if not, its own write's completion resumes it,
+    /// or the grid calls it back when another job's write frees a slot (the forest runs its
+    /// trees' beats side by side, so other trees' jobs may hold every slot).
     private func canWrite() -> Bool {
         if writesInFlight == Self.writesInFlightMax { return false }
-        // The tree sizes the grid's writes for all its jobs at their cap (see `Tree.init`).
-        precondition(grid.writesAvailable > 0, "the grid has writesInFlightMax writes for every compaction job")
+        if grid.writesAvailable == 0 {
+            if !isWaitingForGridWrite {
+                isWaitingForGridWrite = true
+                grid.waitForWrite(gridWriteCallback)
+            }
+            return false
+        }
         return true
     }
 

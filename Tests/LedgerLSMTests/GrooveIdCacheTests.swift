@@ -76,7 +76,7 @@ extension GrooveHarness {
         // Each turn commits an op or crashes and restarts; crashes are capped, so ops advance.
         while harness.committedOp < Self.opCount && harness.failure == nil {
             let crash = harness.crashes < 6 && prng.chance(percent: 6)
-            if harness.commit(harness.committedOp + 1, crashTicks: crash ? prng.int(in: 1...30) : nil) {
+            if harness.commit(harness.committedOp + 1, crashTicks: crash ? prng.int(in: 1...8) : nil) {
                 let check = harness.checkIdCache(namedIds)
                 if let failure = check.failure { harness.failure = "seed \(seed) op \(harness.committedOp): \(failure)" }
                 compared += check.compared

@@ -252,7 +252,7 @@ final class GrooveHarness: ForestRunHarness {
         // Each turn commits an op or crashes and restarts; crashes are capped, so ops advance.
         while crashing.committedOp < Self.opCount && crashing.failure == nil {
             let crash = crashing.crashes < 8 && prng.chance(percent: 6)
-            if crashing.commit(crashing.committedOp + 1, crashTicks: crash ? prng.int(in: 1...30) : nil) { continue }
+            if crashing.commit(crashing.committedOp + 1, crashTicks: crash ? prng.int(in: 1...8) : nil) { continue }
             guard crashing.failure == nil else { break }
             if let failure = crashing.restart() { crashing.failure = "after crash \(crashing.crashes): \(failure)" }
         }
