@@ -22,6 +22,19 @@ import LedgerKit
 //                    (`Grid.waitForWrite`). Side by side, one tree's merge CPU runs while other
 //                    trees' reads and writes are in flight, instead of the beat waiting for
 //                    each tree's IO in turn (docs/lsm.md "Speed and memory").
+//   detached beats   a beat that is not a half-bar's last calls back as soon as its trees are
+//                    started, while their reads, merges and writes go on: the caller prepares,
+//                    prefetches and executes the next op meanwhile, and that op's `compact`
+//                    waits for them before it starts (`deferredCallback`). Nothing the next op
+//                    reads changes under it: within a half-bar the trees' jobs only read their
+//                    inputs and write new blocks (manifest changes, releases and the memtable
+//                    swap happen at the half-bar's last beat, which calls back only once done),
+//                    and the next op's puts go to the mutable memtable, which no job reads. So
+//                    the beat's IO wait overlaps the next op's CPU instead of adding to it. A
+//                    fault found by a detached beat is reported by the next `compact`. The
+//                    output blocks are the same either way (a beat's quota depends on its
+//                    inputs only). Hosts wait for `isCompacting` to clear before they release
+//                    the storage.
 //   half-bar end     after the last tree: close the session; apply a deferred
 //                    `checkpointDurable`; then, in a short session of its own (the fixed point
 //                    of the log), reserve the manifest log's worst case for this point, append
@@ -264,6 +277,16 @@ public final class Forest<S: Storage> {
     private var beatCallback: BeatCallback?
     /// Trees whose beat has not called back yet (plus one while they are being started).
     private var membersPending = 0
+    /// The beat called back before its trees were done (see "Detached beats").
+    private var isBeatDetached = false
+    /// Whether beats may detach (see "Detached beats"). Off, every beat runs to its end before
+    /// it calls back: the same grid, slower (a test proves the two agree).
+    public var detachesBeats = true
+    /// Beats that called back before their trees were done, since init (for tests and metrics).
+    public private(set) var detachedBeatCount = 0
+    /// A `compact` call waiting for the detached beat before it (op and callback).
+    private var deferredOp: UInt64 = 0
+    private var deferredCallback: BeatCallback?
     private var memberDoneCallback: () -> Void = {}
 
     // Manifest log compaction and flush at a half-bar end.
@@ -317,9 +340,11 @@ public final class Forest<S: Storage> {
         trailerAcquired = CheckpointTrailer(grid: grid, kind: .freeSetAcquired, blockCountMax: trailerBlocksMax)
         trailerReleased = CheckpointTrailer(grid: grid, kind: .freeSetReleased, blockCountMax: trailerBlocksMax)
         var readsNeeded = 2
-        for tree in configuration.trees { readsNeeded += tree.lookupsMax + tree.jobsPerHalfBarMax }
+        for tree in configuration.trees {
+            readsNeeded += tree.lookupsMax + tree.jobsPerHalfBarMax + TreeScanReads.perTreeMax
+        }
         precondition(grid.readsMax + grid.readQueueMax >= readsNeeded,
-                     "the grid queues every tree's lookups and jobs, the log's and a trailer's read")
+                     "the grid queues every tree's lookups, scans and jobs, the log's and a trailer's read")
         members.reserveCapacity(configuration.trees.count)
         memberBeats.reserveCapacity(configuration.trees.count)
         memberDoneCallback = { [unowned self] in self.memberDone() }
@@ -385,13 +410,29 @@ public final class Forest<S: Storage> {
     public func compact(op: UInt64, callback: @escaping BeatCallback) {
         precondition(state == .ready, "a forest beats once open (or fresh)")
         precondition(members.count == configuration.trees.count, "every tree was added")
-        precondition(beatCallback == nil, "one beat at a time")
+        precondition(beatCallback == nil && deferredCallback == nil, "one beat at a time")
         precondition(op == opLast + 1, "one beat per op, in op order")
         opLast = op
         if op <= replayThroughOp {
+            precondition(membersPending == 0, "replayed bookkeeping beats follow open")
             for member in members { member.compactSkipped(op: op) }
             return callback(.success(nil))
         }
+        if membersPending > 0 {
+            // The previous beat is detached: this one starts when its trees are done.
+            precondition(isBeatDetached, "only a detached beat's trees run between beats")
+            deferredOp = op
+            deferredCallback = callback
+            return
+        }
+        startBeat(op: op, callback: callback)
+    }
+
+    /// Whether a beat is still running: called back or not, some tree's compaction IO or merge
+    /// is in flight. A host must let it finish (or crash) before it releases the storage.
+    public var isCompacting: Bool { membersPending > 0 || beatCallback != nil || deferredCallback != nil }
+
+    private func startBeat(op: UInt64, callback: @escaping BeatCallback) {
         if let fault { return callback(.failure(fault)) }
         beatOp = op
         beatCallback = callback
@@ -401,13 +442,28 @@ public final class Forest<S: Storage> {
 
     /// Starts every tree's beat, in tree order; the beat goes on when the last calls back. The
     /// extra count held while starting them keeps a tree that calls back before `compact`
-    /// returns from ending the beat early.
+    /// returns from ending the beat early. A beat that may detach (see "Detached beats") calls
+    /// back as soon as its trees are started.
     private func runMembers() {
         precondition(membersPending == 0, "the previous beat's trees are done")
         membersPending = members.count + 1
         // Each turn starts one tree's beat: bounded by the tree count.
         for beat in memberBeats { beat(beatOp) }
+        if detachesBeats && membersPending > 1 && beatOp % halfBarBeats != halfBarBeats - 1 {
+            // Some tree still waits for IO; none can finish before this returns.
+            isBeatDetached = true
+            detachedBeatCount += 1
+            membersPending -= 1
+            return finishBeat(.success(nil))
+        }
         memberDone()
+    }
+
+    /// The detached beat's trees are done: the `compact` call that waited for them starts.
+    private func startDeferredBeat() {
+        guard let callback = deferredCallback else { return }
+        deferredCallback = nil
+        startBeat(op: deferredOp, callback: callback)
     }
 
     private func memberDone() {
@@ -418,13 +474,19 @@ public final class Forest<S: Storage> {
 
     private func membersDone() {
         precondition(grid.writeWaitersPending == 0, "every write of the beat completed, so no job waits for a slot")
+        let wasDetached = isBeatDetached
+        isBeatDetached = false
         for member in members {
             if let treeFault = member.fault {
                 fault = .tree(treeId: member.treeId, treeFault)
-                return finishBeat(.failure(fault!))
+                // A detached beat has called back: the next beat reports the fault.
+                return wasDetached ? startDeferredBeat() : finishBeat(.failure(fault!))
             }
         }
-        guard beatOp % halfBarBeats == halfBarBeats - 1 else { return finishBeat(.success(nil)) }
+        guard beatOp % halfBarBeats == halfBarBeats - 1 else {
+            return wasDetached ? startDeferredBeat() : finishBeat(.success(nil))
+        }
+        precondition(!wasDetached, "a half-bar's last beat does not detach")
         // Op 1 ends a half-bar that began at op 0, which has no beat: no session to close.
         if freeSet.isReserving { freeSet.closeReservations() }
         if isCheckpointDurablePending {

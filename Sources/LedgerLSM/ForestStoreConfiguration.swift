@@ -154,10 +154,11 @@ public struct ForestStoreConfiguration: Sendable, Equatable {
 
     public var forest: ForestConfiguration {
         let trees = self.trees
-        // Every tree's lookups and compaction reads may queue at once, plus the log's and a
-        // trailer's (Forest.init checks the same sum).
+        // Every tree's lookups, scans and compaction reads may queue at once (a detached beat's
+        // jobs read while the next op prefetches), plus the log's and a trailer's (Forest.init
+        // checks the same sum).
         var reads = 2
-        for tree in trees { reads += tree.lookupsMax + tree.jobsPerHalfBarMax }
+        for tree in trees { reads += tree.lookupsMax + tree.jobsPerHalfBarMax + TreeScanReads.perTreeMax }
         return ForestConfiguration(
             trees: trees, cacheBlocks: cacheGridBlocks, gridReadsMax: gridReadsMax,
             gridReadQueueMax: max(64, reads - gridReadsMax), manifestLogBlocksMax: manifestLogBlocksMax,

@@ -171,9 +171,15 @@ final class TreeScans<Value: TreeValue, S: Storage> {
     }
 }
 
+/// Grid reads a tree's scans keep in flight at most: one per scan context, `Tree.scansMax`
+/// contexts. Not generic, so forest-wide sums can name it.
+public enum TreeScanReads {
+    public static var perTreeMax: Int { 2 }
+}
+
 extension Tree {
     /// Scans in flight at once (the forest runs a query's scans within this bound).
-    public static var scansMax: Int { 2 }
+    public static var scansMax: Int { TreeScanReads.perTreeMax }
 
     /// Merge sources before the levels: the memtables' copy.
     private static var scanLevelSourceFirst: Int { 1 }

@@ -21,6 +21,8 @@ class ForestRunHarness {
     var durableAtOp: UInt64?
     let durableDelay: UInt64
     var crashes = 0
+    /// Crashes that struck a committed op's detached beat (its trees' IO still in flight).
+    var crashesDuringDetachedBeat = 0
     var failure: String?
 
     /// A simulated disk with 1–8 tick latencies (subclasses build their nodes on it first).
@@ -83,13 +85,17 @@ class ForestRunHarness {
     func runBeat(_ op: UInt64, forest: Forest<SimulatedStorage>, crashTicks: Int?) -> Bool {
         var result: Result<ForestCheckpoint?, ForestFault>?
         forest.compact(op: op) { result = $0 }
+        // A crash after the beat called back but while its detached trees still run (Forest
+        // "Detached beats") strikes once the op is committed.
+        var crashesAfterCommit = false
         if let crashTicks {
-            _ = storage.run(until: { result != nil }, tickLimit: crashTicks)
+            _ = storage.run(until: { result != nil && !forest.isCompacting }, tickLimit: crashTicks)
             if result == nil {
                 storage.crash()
                 crashes += 1
                 return false
             }
+            crashesAfterCommit = forest.isCompacting
         }
         guard storage.run(until: { result != nil }) else {
             failure = "op \(op): the beat never finished"
@@ -108,6 +114,12 @@ class ForestRunHarness {
         }
         committedOp = op
         highestCommittedOp = max(highestCommittedOp, op)
+        if crashesAfterCommit {
+            storage.crash()
+            crashes += 1
+            crashesDuringDetachedBeat += 1
+            return false
+        }
         return true
     }
 

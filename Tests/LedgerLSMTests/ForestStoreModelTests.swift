@@ -62,8 +62,10 @@ final class ForestLedgerPair: ForestRunHarness {
     /// on as in production, off where a test needs a light load's values on the grid.
     let holdsSmallImmutableTables: Bool
 
-    init(seed: UInt64, holdsSmallImmutableTables: Bool = true) {
-        let storage = Self.makeStorage(seed: seed, faults: false)
+    /// `storageSeed` (default `seed`) sets the storage's IO latencies and so the order in which
+    /// IO completes; the workload depends on `seed` only.
+    init(seed: UInt64, storageSeed: UInt64? = nil, holdsSmallImmutableTables: Bool = true) {
+        let storage = Self.makeStorage(seed: storageSeed ?? seed, faults: false)
         self.holdsSmallImmutableTables = holdsSmallImmutableTables
         store = ForestStore(storage: storage, configuration: Self.storeConfiguration())
         store.forest.holdsSmallImmutableTables = holdsSmallImmutableTables
@@ -172,8 +174,10 @@ final class ForestLedgerPair: ForestRunHarness {
 @Suite("ForestStore against the in-memory model")
 struct ForestStoreModelTests {
     /// Runs `ops` ops; with `crashPercent`, crashes that share of beats and restarts.
-    static func run(seed: UInt64, ops: UInt64, crashPercent: Int, holdsSmallImmutableTables: Bool = true) -> ForestLedgerPair {
-        let pair = ForestLedgerPair(seed: seed, holdsSmallImmutableTables: holdsSmallImmutableTables)
+    static func run(
+        seed: UInt64, storageSeed: UInt64? = nil, ops: UInt64, crashPercent: Int, holdsSmallImmutableTables: Bool = true
+    ) -> ForestLedgerPair {
+        let pair = ForestLedgerPair(seed: seed, storageSeed: storageSeed, holdsSmallImmutableTables: holdsSmallImmutableTables)
         var prng = PRNG(seed: seed &+ 77)
         var op: UInt64 = 1
         // Each turn commits an op or restarts after a crash: bounded by ops plus crashes.
@@ -192,6 +196,34 @@ struct ForestStoreModelTests {
             op = pair.loggedOp + 1
         }
         return pair
+    }
+
+    /// Beats run their trees side by side and detach from the next op (Forest "Detached
+    /// beats"), so IO completes in a different order with another storage seed; the grid must
+    /// not depend on it, nor on detaching: every checkpoint (whose references checksum the
+    /// manifest log and the free set, and through them every table) is the same.
+    @Test("the grid does not depend on the order IO completes in", arguments: [5, 6] as [UInt64])
+    func gridIsIndependentOfIOOrder(seed: UInt64) {
+        let first = Self.run(seed: seed, storageSeed: seed &* 101, ops: 160, crashPercent: 0)
+        let second = Self.run(seed: seed, storageSeed: seed &* 103 &+ 7, ops: 160, crashPercent: 0)
+        #expect(first.failure == nil && second.failure == nil,
+                "seed \(seed): \(first.failure ?? "") \(second.failure ?? "")")
+        #expect(first.checkpoints.count >= 2, "seed \(seed): checkpoints were written (\(first.checkpoints.count))")
+        #expect(first.checkpoints == second.checkpoints, "seed \(seed): the checkpoints differ")
+        #expect(first.store.forest.detachedBeatCount > 0 && second.store.forest.detachedBeatCount > 0,
+                "seed \(seed): beats detached")
+        // Beats that run to their end before calling back make the same grid.
+        let undetached = ForestLedgerPair(seed: seed, storageSeed: seed &* 101)
+        undetached.store.forest.detachesBeats = false
+        var op: UInt64 = 1
+        // Each turn commits one op: bounded by 160.
+        while op <= 160 && undetached.failure == nil {
+            guard undetached.step(op: op, crashTicks: nil) else { break }
+            op += 1
+        }
+        #expect(undetached.failure == nil, "seed \(seed): \(undetached.failure ?? "")")
+        #expect(undetached.store.forest.detachedBeatCount == 0)
+        #expect(undetached.checkpoints == first.checkpoints, "seed \(seed): detaching changed the checkpoints")
     }
 
     @Test("replies equal the model's, op by op", arguments: [1, 2, 3, 4] as [UInt64])

@@ -18,6 +18,9 @@ enum ForestCrash {
     case duringCheckpoint(Int)
     /// After the beat called back (the manifest log's writes may still be in flight).
     case afterBeat
+    /// After the beat called back detached (Forest "Detached beats"), `ticks` ticks into its
+    /// trees' IO, if they have not finished; the op is committed.
+    case duringDetachedBeat(Int)
 }
 
 /// How a restart ended.
@@ -85,6 +88,8 @@ final class ForestHarness {
     var durableDelay: UInt64
     var crashes = 0
     var crashesDuringCheckpoint = 0
+    /// Crashes that struck a committed op's detached beat (its trees' IO still in flight).
+    var crashesDuringDetachedBeat = 0
     /// Blocks seen going from released to free (`trackFreeSet`).
     var blocksFreed = 0
     var failure: String?
@@ -158,10 +163,18 @@ final class ForestHarness {
         let checkpointBefore = node.forest.checkpointOp
         var result: Result<ForestCheckpoint?, ForestFault>?
         node.forest.compact(op: op) { result = $0 }
+        // A crash after the beat called back but while its detached trees still run (Forest
+        // "Detached beats") strikes once the op is committed.
+        var crashesAfterCommit = false
         switch crash {
         case .afterTicks(let ticks):
-            _ = storage.run(until: { result != nil }, tickLimit: ticks)
+            _ = storage.run(until: { result != nil && !self.node.forest.isCompacting }, tickLimit: ticks)
             if result == nil { return crashNow(duringCheckpoint: false) }
+            crashesAfterCommit = node.forest.isCompacting
+        case .duringDetachedBeat(let ticks):
+            _ = storage.run(until: { result != nil })
+            _ = storage.run(until: { !self.node.forest.isCompacting }, tickLimit: ticks)
+            crashesAfterCommit = node.forest.isCompacting
         case .duringCheckpoint(let ticks):
             _ = storage.run(until: { result != nil || self.node.forest.isCheckpointing })
             _ = storage.run(until: { result != nil }, tickLimit: ticks)
@@ -192,6 +205,10 @@ final class ForestHarness {
             return false
         }
         if case .afterBeat = crash { return crashNow(duringCheckpoint: false) }
+        if crashesAfterCommit {
+            crashesDuringDetachedBeat += 1
+            return crashNow(duringCheckpoint: false)
+        }
         return true
     }
 
@@ -368,6 +385,7 @@ extension Manifest {
             configuration.checkpointTrigger(after: configuration.checkpointAfter(0) + 3 * UInt64(configuration.vsrCheckpointOps)),
         ]
         var forcedDone: Set<UInt64> = []
+        var pendingDetachedCrash: Int?
         // Each turn commits an op or crashes and restarts; crashes are capped, so ops advance.
         while harness.committedOp < lastOp {
             let op = harness.committedOp + 1
@@ -376,10 +394,21 @@ extension Manifest {
                 forcedDone.insert(op)
                 crash = .duringCheckpoint(prng.int(in: 0...6))
             } else if harness.crashes < 16 && prng.chance(percent: 5) {
-                crash = prng.chance(percent: 50) ? .afterTicks(prng.int(in: 1...24)) : .afterBeat
+                switch prng.below(3) {
+                case 0: crash = .afterTicks(prng.int(in: 1...24))
+                case 1:
+                    // Tried at every op until a beat detaches with IO left at the tick.
+                    pendingDetachedCrash = prng.int(in: 0...2)
+                    crash = .duringDetachedBeat(pendingDetachedCrash!)
+                default: crash = .afterBeat
+                }
+            } else if let ticks = pendingDetachedCrash {
+                crash = .duringDetachedBeat(ticks)
             }
             let superblockBefore = harness.superblock
+            let detachedCrashesBefore = harness.crashesDuringDetachedBeat
             if harness.commit(op, crash: crash) { continue }
+            if harness.crashesDuringDetachedBeat > detachedCrashesBefore { pendingDetachedCrash = nil }
             if let failure = harness.failure { return failure }
             if case .duringCheckpoint = crash, harness.superblock != superblockBefore {
                 return "seed \(seed): a crash during checkpoint writes changed the superblock"
@@ -428,6 +457,8 @@ extension Manifest {
 
         #expect(crashing.crashes >= 3, "seed \(seed): the run crashed (\(crashing.crashes))")
         #expect(crashing.crashesDuringCheckpoint >= 1, "seed \(seed): a crash hit a checkpoint's writes")
+        #expect(crashing.crashesDuringDetachedBeat >= 1,
+                "seed \(seed): a crash hit a detached beat (\(crashing.crashesDuringDetachedBeat) of \(crashing.crashes), detached \(crashing.node.forest.detachedBeatCount))")
         #expect(crashing.storage.faults.writesTorn > 0, "seed \(seed): crashes tore grid writes")
         #expect(straight.checkpoints.count >= 9, "seed \(seed): several checkpoints (\(straight.checkpoints.count))")
         let differentCheckpoints = straight.checkpoints.keys.sorted().filter { crashing.checkpoints[$0] != straight.checkpoints[$0] }
