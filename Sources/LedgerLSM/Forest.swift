@@ -339,7 +339,7 @@ public final class Forest<S: Storage> {
         grid = Grid(
             storage: storage, cacheBlocks: configuration.cacheBlocks, readsMax: configuration.gridReadsMax,
             writesMax: configuration.gridWritesMax, readQueueMax: configuration.gridReadQueueMax,
-            callerBlocks: configuration.gridCallerBlocks)
+            callerBlocks: configuration.gridCallerBlocks, warmReadsMax: configuration.gridReadsMax / 2)
         freeSet = FreeSet(blockCount: storageConfiguration.gridBlockCountMax)
         var levelCount = 1
         for tree in configuration.trees { levelCount = max(levelCount, tree.manifest.levelCount) }

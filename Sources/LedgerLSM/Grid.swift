@@ -99,6 +99,8 @@ public struct GridStatistics: Equatable, Sendable {
     public var readsFromCache = 0
     public var readsFromStorage = 0
     public var readsQueued = 0
+    /// Storage reads started by `warm` (also counted in `readsFromStorage`).
+    public var readsWarmed = 0
     public var readFaults = 0
     public var writes = 0
 
@@ -130,6 +132,8 @@ public final class Grid<S: Storage> {
     public let readsMax: Int
     public let writesMax: Int
     public let readQueueMax: Int
+    /// Reads `warm` may keep in flight.
+    public let warmReadsMax: Int
     public private(set) var statistics = GridStatistics()
 
     private let gridBlockCountMax: UInt64
@@ -144,9 +148,17 @@ public final class Grid<S: Storage> {
     /// Cleared when a write of the same address starts: the bytes read may then be older than
     /// the cache's, and must not replace them.
     private var readCacheable: [Bool]
+    /// The slot's read is a warming one (`warm`): nobody waits for it yet.
+    private var readIsWarm: [Bool]
     private var readSlotsFree: [Int]
+    /// Warming reads in flight, at most `warmReadsMax`.
+    private var warmReadsInFlight = 0
+    private var warmCallback: ReadCallback = { _ in }
 
-    // Reads waiting for a read IO: a ring of `readQueueMax` entries.
+    // Reads waiting for a read IO: a ring of `readQueueMax + warmReadsMax` entries (warming
+    // reads hold IOs, never queue entries: the extra room keeps `readsMax + readQueueMax`
+    // reads possible while they do).
+    private var queueCapacity: Int { readQueueMax + warmReadsMax }
     private var queuedReferences: [BlockReference]
     private var queuedCallbacks: [Reader?]
     private var queueHead = 0
@@ -179,8 +191,10 @@ public final class Grid<S: Storage> {
     /// `callerBlocks`: buffers the grid's users borrow at init (`takeBlock()`) to build blocks
     /// in place and write them with `write(exchanging:)`.
     public init(
-        storage: S, cacheBlocks: Int, readsMax: Int, writesMax: Int, readQueueMax: Int = 256, callerBlocks: Int = 0
+        storage: S, cacheBlocks: Int, readsMax: Int, writesMax: Int, readQueueMax: Int = 256, callerBlocks: Int = 0,
+        warmReadsMax: Int = 0
     ) {
+        precondition(warmReadsMax >= 0 && warmReadsMax < readsMax, "warming leaves a read IO for the readers")
         precondition(readsMax >= 1, "the grid reads")
         precondition(callerBlocks >= 0, "a buffer count is not negative")
         precondition(writesMax >= 1, "the grid writes")
@@ -194,6 +208,7 @@ public final class Grid<S: Storage> {
         self.readsMax = readsMax
         self.writesMax = writesMax
         self.readQueueMax = readQueueMax
+        self.warmReadsMax = warmReadsMax
         self.callerBlocks = callerBlocks
         let cache = BlockCache(
             capacityBlocks: cacheBlocks, blockSize: blockSize, spareBlocks: readsMax + writesMax + callerBlocks)
@@ -204,10 +219,11 @@ public final class Grid<S: Storage> {
         readReferences = Array(repeating: .null, count: readsMax)
         readCallbacks = Array(repeating: nil, count: readsMax)
         readCacheable = Array(repeating: false, count: readsMax)
+        readIsWarm = Array(repeating: false, count: readsMax)
         readSlotsFree = Array((0..<readsMax).reversed())
 
-        queuedReferences = Array(repeating: .null, count: readQueueMax)
-        queuedCallbacks = Array(repeating: nil, count: readQueueMax)
+        queuedReferences = Array(repeating: .null, count: readQueueMax + warmReadsMax)
+        queuedCallbacks = Array(repeating: nil, count: readQueueMax + warmReadsMax)
 
         writeCompletions = (0..<writesMax).map { _ in StorageCompletion() }
         writeBlocks = (0..<writesMax).map { _ in cache.takeSpare() }
@@ -218,6 +234,7 @@ public final class Grid<S: Storage> {
         writeSlotsFree = Array((0..<writesMax).reversed())
         writeWaiters = Array(repeating: nil, count: Self.writeWaitersMax)
 
+        warmCallback = { _ in }
         for (slot, completion) in readCompletions.enumerated() {
             completion.tag = slot
             completion.callback = { [unowned self] completion in self.readDone(slot: completion.tag) }
@@ -293,6 +310,44 @@ public final class Grid<S: Storage> {
         read(reference, reader: .pinned(callback))
     }
 
+    /// Starts reading the block `reference` names into the cache, for a reader that will ask
+    /// for it soon (a compaction job's next input blocks): nobody is called back; a later
+    /// `read` or `readPinned` of it finds it cached, or takes over the read if it is still in
+    /// flight. Only on an idle read IO and within `warmReadsMax`, so readers never wait
+    /// behind it; returns false when it cannot start (the caller stops warming), true when it
+    /// started or the block is in memory or being read already. A fault is left for the
+    /// reader's own read to report.
+    @discardableResult
+    public func warm(_ reference: BlockReference) -> Bool {
+        precondition(!reference.isNull, "a read names a block")
+        precondition(reference.address <= gridBlockCountMax, "the address is inside the grid")
+        if isInMemory(reference) { return true }
+        for slot in 0..<readsMax where readCallbacks[slot] != nil && readReferences[slot] == reference { return true }
+        guard warmReadsInFlight < warmReadsMax, queueCount == 0, let slot = readSlotsFree.popLast() else { return false }
+        warmReadsInFlight += 1
+        readIsWarm[slot] = true
+        statistics.readsWarmed += 1
+        startRead(slot: slot, reference: reference, reader: .plain(warmCallback))
+        return true
+    }
+
+    /// The slot of a warming read of `reference` in flight, if any.
+    private func warmingSlot(_ reference: BlockReference) -> Int? {
+        guard warmReadsInFlight > 0 else { return nil }
+        for slot in 0..<readsMax where readIsWarm[slot] && readReferences[slot] == reference { return slot }
+        return nil
+    }
+
+    /// Whether the block `reference` names is in a write's buffer or the cache (no statistics).
+    private func isInMemory(_ reference: BlockReference) -> Bool {
+        for slot in 0..<writesMax where writeAddresses[slot] == reference.address && writeChecksums[slot] == reference.checksum {
+            return true
+        }
+        guard let slot = cache.lookup(reference.address) else { return false }
+        return UnsafeRawBufferPointer(cache.block(slot: slot)).loadUnaligned(fromByteOffset: 0, as: UInt128.self)
+            == reference.checksum
+    }
+
     /// Ends a pin from `readPinned`: the block may be evicted again.
     public func unpin(_ pin: GridPin) {
         cache.unpin(slot: pin.slot)
@@ -305,12 +360,19 @@ public final class Grid<S: Storage> {
             deliver(block, cacheSlot: cacheSlot, trusted: trusted, to: reader)
             return
         }
+        if let slot = warmingSlot(reference) {
+            // A warming read of the block is in flight: it becomes this reader's.
+            readIsWarm[slot] = false
+            warmReadsInFlight -= 1
+            readCallbacks[slot] = reader
+            return
+        }
         if let slot = readSlotsFree.popLast() {
             startRead(slot: slot, reference: reference, reader: reader)
             return
         }
-        precondition(queueCount < readQueueMax, "at most readsMax + readQueueMax grid reads wait for storage")
-        let tail = (queueHead + queueCount) % readQueueMax
+        precondition(queueCount < queueCapacity, "at most readsMax + readQueueMax grid reads wait for storage")
+        let tail = (queueHead + queueCount) % queueCapacity
         queuedReferences[tail] = reference
         queuedCallbacks[tail] = reader
         queueCount += 1
@@ -368,6 +430,10 @@ public final class Grid<S: Storage> {
     }
 
     private func readDone(slot: Int) {
+        if readIsWarm[slot] {
+            readIsWarm[slot] = false
+            warmReadsInFlight -= 1
+        }
         let reference = readReferences[slot]
         guard let reader = readCallbacks[slot] else { preconditionFailure("a completed read has a callback") }
         let buffer = UnsafeRawBufferPointer(readBlocks[slot])
@@ -399,10 +465,10 @@ public final class Grid<S: Storage> {
     ///
     /// Each turn removes one waiting read or stops. A callback may queue reads only while every
     /// IO is busy (so the next miss ends the loop), and a queued read turns into a memory hit
-    /// only through a write a callback started: `2 × readQueueMax + readsMax` turns are enough,
+    /// only through a write a callback started: `2 × queueCapacity + readsMax` turns are enough,
     /// and anything left is served at the next completion.
     private func pumpReadQueue() {
-        for _ in 0..<(2 * readQueueMax + readsMax) {
+        for _ in 0..<(2 * queueCapacity + readsMax) {
             guard queueCount > 0 else { return }
             let reference = queuedReferences[queueHead]
             if let (block, cacheSlot, trusted) = blockInMemory(reference) {
@@ -420,7 +486,7 @@ public final class Grid<S: Storage> {
         precondition(queueCount > 0, "dequeuing a waiting read")
         guard let callback = queuedCallbacks[queueHead] else { preconditionFailure("a queued read has a callback") }
         queuedCallbacks[queueHead] = nil
-        queueHead = (queueHead + 1) % readQueueMax
+        queueHead = (queueHead + 1) % queueCapacity
         queueCount -= 1
         return callback
     }

@@ -41,6 +41,14 @@ import LedgerKit
 // flight, or kept out of the cache) is valid during the callback only: it is copied into the
 // job's own input buffer for its role, as before.
 //
+// Reading ahead: a job reads one input block at a time, and its merge runs only when the event
+// loop runs, which it does not while the next op executes (a detached beat, Forest.swift). So
+// each block read also warms the source's next `warmAheadBlocks` blocks into the grid's cache
+// (`Grid.warm`: plain storage reads, on idle read IOs only, within the grid's warming budget);
+// the job's own read of a warmed block is then a cache hit, or takes over the warming read if
+// it is still in flight. A warmed block evicted before its turn is read again: only speed
+// depends on warming, never the blocks written.
+//
 // Key order of the values written (what `ValueBlock.checkOrder` would find): every value block
 // a job writes strictly ascends, in release builds, because (1) a memtable run is checked as it
 // is copied (`isAscending`, a precondition), (2) a table's value block is checked when read
@@ -503,7 +511,9 @@ final class TreeCompaction<Value: TreeValue, S: Storage> {
             for entry in 0..<index.valueBlockCount { inputAddresses.append(index.reference(entry).address) }
         } catch {
             failure = .corrupt(error)
+            return
         }
+        warmAhead(source: source)
     }
 
     /// `block` (pinned, or the job's copy) stays valid until the merge has consumed it.
@@ -541,5 +551,23 @@ final class TreeCompaction<Value: TreeValue, S: Storage> {
         }
         sourceConsumedBefore[source] += merge[source: source].buffer.count
         merge[source: source].refill(values, isLast: isLastBlock && isLastTable)
+        warmAhead(source: source)
+    }
+
+    /// Value blocks a source warms ahead of the one it merges (`Grid.warm`).
+    static var warmAheadBlocks: Int { 2 }
+
+    /// Starts reading the source's next blocks into the grid's cache (see "Reading ahead"): the
+    /// next value blocks of its current table, or the next table's index block.
+    private func warmAhead(source: Int) {
+        guard sourceTableIndex[source] < sourceTableCount[source] else { return }
+        guard let index = sourceIndexBlock[source] else {
+            grid.warm(table(source: source, index: sourceTableIndex[source]).index)
+            return
+        }
+        let first = sourceValueBlockIndex[source]
+        let end = min(first + Self.warmAheadBlocks, index.valueBlockCount)
+        // Each turn warms one block or stops: bounded by warmAheadBlocks.
+        for entry in first..<end where !grid.warm(index.reference(entry)) { return }
     }
 }

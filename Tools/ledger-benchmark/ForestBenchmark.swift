@@ -253,13 +253,15 @@ func runForestBenchmark(directory: String, transferCount: Int, accountCount: Int
     let rssLoad = ResidentMemory.read()
     printLoad(timings, transferCount: transferCount, loadNs: loadNs, ops: layout.configuration.lsmCompactionOps)
     let grid = host.store.forest.grid.statistics
-    print("forest: \(host.op) ops (\(host.pulses) pulse), \(host.checkpoints) checkpoints, \(failures) failed results; "
+    print("forest: \(host.op) ops (\(host.pulses) pulse), \(host.checkpoints) checkpoints, \(failures) failed results, "
+        + "\(host.store.forest.detachedBeatCount) beats detached; "
         + "free set: \(host.store.forest.freeSet.acquiredCount) blocks acquired "
         + "(\((UInt64(host.store.forest.freeSet.acquiredCount) * blockSize) >> 20) MiB), highest acquired address "
         + "\(host.store.forest.freeSet.highestAcquiredAddress) now (\((host.store.forest.freeSet.highestAcquiredAddress * blockSize) >> 20) MiB "
         + "extent), \(host.checkpointLast.highestAcquiredAddress) at checkpoint "
         + "\(host.checkpointLast.op); "
-        + "grid reads: \(grid.readsFromCache) cache, \(grid.readsFromStorage) disk, \(grid.readsFromWrites) write buffers; "
+        + "grid reads: \(grid.readsFromCache) cache, \(grid.readsFromStorage) disk (\(grid.readsWarmed) warming), "
+        + "\(grid.readsFromWrites) write buffers; "
         + "\(grid.writes) block writes")
     print("forest: rss after load \(rssLoad.description)")
 
