@@ -13,9 +13,8 @@ import Synchronization
 // run is as deterministic as a sequential loop (`threads: 1` is one, for hosts that want it).
 //
 // Cost: one futex wake of the parked worker and one wait per `run` (~10–50 µs); nothing is
-// allocated per run (the body is passed as a non-escaping closure, borrowed for the run's
-// duration only). The worker parks on a condition variable between runs; `deinit` stops and
-// joins it.
+// allocated per run (the caller passes a closure it made once; the worker holds it for the
+// run). The worker parks on a condition variable between runs; `deinit` stops and joins it.
 
 /// Runs a batch of independent index-addressed jobs on the calling thread and one worker.
 public final class BeatWorkers: @unchecked Sendable {
@@ -68,28 +67,28 @@ public final class BeatWorkers: @unchecked Sendable {
 
     /// Runs `body(i)` for every `i` in `0..<count`, on this thread and the worker, and returns
     /// once every call returned. Calls for different indexes may run at the same time.
-    public func run(count: Int, _ body: (Int) -> Void) {
+    /// `body` is escaping so that a caller can pass a closure it made once: a closure literal
+    /// here would need a heap context per run (the worker holds it for the run).
+    public func run(count: Int, _ body: @escaping (Int) -> Void) {
         guard threads == 2 && count > 1 else {
             for index in 0..<count { body(index) }
             return
         }
-        withoutActuallyEscaping(body) { body in
-            pthread_mutex_lock(mutex)
-            precondition(workerDone, "one batch at a time")
-            self.body = body
-            self.count = count
-            next.store(0, ordering: .relaxed)
-            workerDone = false
-            generation &+= 1
-            pthread_cond_broadcast(condition)
-            pthread_mutex_unlock(mutex)
-            takeIndexes(body, count: count)
-            pthread_mutex_lock(mutex)
-            // Waits until the worker finished the indexes it took: bounded by its share.
-            while !workerDone { pthread_cond_wait(condition, mutex) }
-            self.body = nil
-            pthread_mutex_unlock(mutex)
-        }
+        pthread_mutex_lock(mutex)
+        precondition(workerDone, "one batch at a time")
+        self.body = body
+        self.count = count
+        next.store(0, ordering: .relaxed)
+        workerDone = false
+        generation &+= 1
+        pthread_cond_broadcast(condition)
+        pthread_mutex_unlock(mutex)
+        takeIndexes(body, count: count)
+        pthread_mutex_lock(mutex)
+        // Waits until the worker finished the indexes it took: bounded by its share.
+        while !workerDone { pthread_cond_wait(condition, mutex) }
+        self.body = nil
+        pthread_mutex_unlock(mutex)
     }
 
     /// Runs indexes from the shared counter until none is left.

@@ -275,6 +275,10 @@ public final class Forest<S: Storage> {
     private var memberPrepares: [(UInt64) -> Void] = []
     /// Runs the trees' beat preparation on two threads (see "Beat preparation").
     let beatWorkers: BeatWorkers
+    /// Prepares tree `index` for `preparingOp`: made once, so a beat allocates no closure
+    /// context for the workers (a literal capturing the op would be one per beat).
+    private var prepareMember: (Int) -> Void = { _ in }
+    private var preparingOp: UInt64 = 0
 
     /// The latest checkpoint written or opened (0: the formatted grid).
     public private(set) var checkpointOp: UInt64 = 0
@@ -368,6 +372,7 @@ public final class Forest<S: Storage> {
         memberPrepares.reserveCapacity(configuration.trees.count)
         beatWorkers = BeatWorkers(threads: configuration.beatThreads)
         memberDoneCallback = { [unowned self] in self.memberDone() }
+        prepareMember = { [unowned self] index in self.memberPrepares[index](self.preparingOp) }
         logCompactCallback = { [unowned self] error in self.logCompactDone(error) }
         flushDoneCallback = { [unowned self] in self.flushDone() }
         trailersDoneCallback = { [unowned self] in self.trailersDone() }
@@ -489,7 +494,8 @@ public final class Forest<S: Storage> {
             for prepare in memberPrepares { prepare(op) }
             return
         }
-        beatWorkers.run(count: memberPrepares.count) { index in memberPrepares[index](op) }
+        preparingOp = op
+        beatWorkers.run(count: memberPrepares.count, prepareMember)
     }
 
     /// The detached beat's trees are done: the `compact` call that waited for them starts.
