@@ -31,7 +31,9 @@ import LedgerKit
 //                    swap happen at the half-bar's last beat, which calls back only once done),
 //                    and the next op's puts go to the mutable memtable, which no job reads. So
 //                    the beat's IO wait overlaps the next op's CPU instead of adding to it. A
-//                    fault found by a detached beat is reported by the next `compact`. The
+//                    job's read fault becomes its tree's fault at the half-bar's last beat
+//                    (which reports it); a tree fault a detached beat does end with (a grid with
+//                    no room for a half-bar's reservations) is reported by the next `compact`. The
 //                    output blocks are the same either way (a beat's quota depends on its
 //                    inputs only). Hosts wait for `isCompacting` to clear before they release
 //                    the storage.

@@ -611,3 +611,76 @@ extension ForestHarness {
         }
     }
 }
+
+extension ForestTests {
+    /// How a run with the index tree's tables corrupted after `warmUp` ops ended.
+    struct CompactionFaultRun {
+        var failedOp: UInt64?
+        var failure: String?
+        var fault: ForestFault?
+        var nextBeatFailed = false
+        /// Beats that detached between the corruption and the fault.
+        var detachedBeats = 0
+        var isCompactingAfter = true
+    }
+
+    static func runWithCorruptIndexTables(warmUp: UInt64) -> CompactionFaultRun {
+        let wal = ForestHarness.makeWAL(seed: 7, count: 400)
+        let harness = ForestHarness(storageSeed: 70, wal: wal, tornWrites: false)
+        var run = CompactionFaultRun()
+        if let failure = Self.runWithoutCrashes(harness, through: warmUp) {
+            run.failure = "warm-up: \(failure)"
+            return run
+        }
+        // Every table of the index tree: whichever a compaction reads next is corrupt.
+        let manifest = harness.node.index.manifest
+        for level in 0..<manifest.levelCount {
+            for position in 0..<manifest.level(level).count {
+                let table = manifest.level(level).table(at: position)
+                harness.storage.corruptSector(zone: .grid, offset: harness.layout.gridBlockOffset(address: table.address))
+                _ = harness.node.forest.grid.cache.remove(table.address)
+            }
+        }
+        let detachedBefore = harness.node.forest.detachedBeatCount
+        // Each turn commits one op: bounded by the WAL.
+        while harness.committedOp < UInt64(wal.count) {
+            let op = harness.committedOp + 1
+            if !harness.commit(op) {
+                run.failedOp = op
+                break
+            }
+        }
+        run.failure = harness.failure
+        run.fault = harness.node.forest.fault
+        run.detachedBeats = harness.node.forest.detachedBeatCount - detachedBefore
+        harness.storage.runUntilIdle()
+        var next: Result<ForestCheckpoint?, ForestFault>?
+        harness.node.forest.compact(op: harness.node.forest.opLast + 1) { next = $0 }
+        if case .failure = next { run.nextBeatFailed = true }
+        run.isCompactingAfter = harness.node.forest.isCompacting
+        return run
+    }
+
+    /// A corrupt block that a compaction job meets is a fault of its tree, reported by a beat,
+    /// while beats detach (Forest "Detached beats"): the job reads it in a detached beat and
+    /// stops; the tree takes the job's failure as its fault at the half-bar's last beat, which
+    /// never detaches, so that beat reports it. Never lost, never a crash, nothing applied, and
+    /// every beat after it fails too. The warm-ups end at different beats of a half-bar.
+    @Test func aCompactionFaultIsReportedByABeatWhileBeatsDetach() {
+        var detachedBeats = 0
+        for warmUp in UInt64(160)...167 {
+            let run = Self.runWithCorruptIndexTables(warmUp: warmUp)
+            #expect(run.failedOp != nil, "warm-up \(warmUp): a beat reported a corrupt table (\(run.failure ?? ""))")
+            #expect(run.failure?.contains("forest fault") == true, "warm-up \(warmUp): \(run.failure ?? "")")
+            if case .tree(let treeId, _)? = run.fault {
+                #expect(treeId == ForestNode.indexTreeId, "warm-up \(warmUp)")
+            } else {
+                Issue.record("warm-up \(warmUp): the forest's fault is a tree's: \(String(describing: run.fault))")
+            }
+            #expect(run.nextBeatFailed, "warm-up \(warmUp): the beat after a fault fails")
+            #expect(!run.isCompactingAfter, "warm-up \(warmUp): a failed forest runs no trees")
+            detachedBeats += run.detachedBeats
+        }
+        #expect(detachedBeats > 0, "beats detached between a corruption and its fault")
+    }
+}
