@@ -153,7 +153,7 @@ public final class Grid<S: Storage> {
     private var readSlotsFree: [Int]
     /// Warming reads in flight, at most `warmReadsMax`.
     private var warmReadsInFlight = 0
-    private var warmCallback: ReadCallback = { _ in }
+    private let warmCallback: ReadCallback = { _ in }
 
     // Reads waiting for a read IO: a ring of `readQueueMax + warmReadsMax` entries (warming
     // reads hold IOs, never queue entries: the extra room keeps `readsMax + readQueueMax`
@@ -234,7 +234,6 @@ public final class Grid<S: Storage> {
         writeSlotsFree = Array((0..<writesMax).reversed())
         writeWaiters = Array(repeating: nil, count: Self.writeWaitersMax)
 
-        warmCallback = { _ in }
         for (slot, completion) in readCompletions.enumerated() {
             completion.tag = slot
             completion.callback = { [unowned self] completion in self.readDone(slot: completion.tag) }
@@ -321,7 +320,7 @@ public final class Grid<S: Storage> {
     public func warm(_ reference: BlockReference) -> Bool {
         precondition(!reference.isNull, "a read names a block")
         precondition(reference.address <= gridBlockCountMax, "the address is inside the grid")
-        if isInMemory(reference) { return true }
+        if blockInMemory(reference, counts: false) != nil { return true }
         for slot in 0..<readsMax where readCallbacks[slot] != nil && readReferences[slot] == reference { return true }
         guard warmReadsInFlight < warmReadsMax, queueCount == 0, let slot = readSlotsFree.popLast() else { return false }
         warmReadsInFlight += 1
@@ -336,16 +335,6 @@ public final class Grid<S: Storage> {
         guard warmReadsInFlight > 0 else { return nil }
         for slot in 0..<readsMax where readIsWarm[slot] && readReferences[slot] == reference { return slot }
         return nil
-    }
-
-    /// Whether the block `reference` names is in a write's buffer or the cache (no statistics).
-    private func isInMemory(_ reference: BlockReference) -> Bool {
-        for slot in 0..<writesMax where writeAddresses[slot] == reference.address && writeChecksums[slot] == reference.checksum {
-            return true
-        }
-        guard let slot = cache.lookup(reference.address) else { return false }
-        return UnsafeRawBufferPointer(cache.block(slot: slot)).loadUnaligned(fromByteOffset: 0, as: UInt128.self)
-            == reference.checksum
     }
 
     /// Ends a pin from `readPinned`: the block may be evicted again.
@@ -399,13 +388,16 @@ public final class Grid<S: Storage> {
     }
 
     /// The newest in-memory copy of the block, if it is the one `reference` names, its cache
-    /// slot (nil for a write's buffer) and whether its writer vouched for it.
-    private func blockInMemory(_ reference: BlockReference) -> (UnsafeRawBufferPointer, Int?, Bool)? {
+    /// slot (nil for a write's buffer) and whether its writer vouched for it. `counts`: a
+    /// reader's hit, for the statistics (not `warm`'s look).
+    private func blockInMemory(
+        _ reference: BlockReference, counts: Bool = true
+    ) -> (UnsafeRawBufferPointer, Int?, Bool)? {
         for slot in 0..<writesMax where writeAddresses[slot] == reference.address {
             // A write with other bytes for this address: the cache may still hold the block
             // the referrer names (the one being overwritten), so look there too.
             if writeChecksums[slot] == reference.checksum {
-                statistics.readsFromWrites += 1
+                if counts { statistics.readsFromWrites += 1 }
                 return (UnsafeRawBufferPointer(writeBlocks[slot]), nil, writeTrusted[slot])
             }
         }
@@ -414,7 +406,7 @@ public final class Grid<S: Storage> {
         // Not the referrer's block: storage decides (it may hold it, or report the fault).
         guard block.loadUnaligned(fromByteOffset: 0, as: UInt128.self) == reference.checksum else { return nil }
         assert(BlockSealing.verify(block: block, expected: reference) == nil, "cached blocks were verified")
-        statistics.readsFromCache += 1
+        if counts { statistics.readsFromCache += 1 }
         return (block, slot, cache.isTrusted(slot: slot))
     }
 
