@@ -104,6 +104,11 @@ public enum Constants {
     public static let lsmGrowthFactor = 8
     /// Size of a grid block in production.
     public static let blockSize = 512 << 10
+    /// Callers that may wait for a grid write slot at once (`Grid.waitForWrite`): compaction
+    /// jobs, one wait each (25 trees × 5 jobs in production), with room to spare.
+    public static let gridWriteWaitersMax = 1_024
+    /// Blocks a compaction job's merge source warms ahead of the one it merges (`Grid.warm`).
+    public static let compactionWarmAheadBlocks = 2
     /// Largest grid in production: 16 TiB of blocks (TigerBeetle's default `--limit-storage`).
     public static let gridBlockCountMax = (16 << 40) / blockSize
     /// Copies of the superblock; a write needs `superblockQuorumWrite` of them read back, and

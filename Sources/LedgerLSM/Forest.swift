@@ -37,11 +37,6 @@ import LedgerKit
 //                    output blocks are the same either way (a beat's quota depends on its
 //                    inputs only). Hosts wait for `isCompacting` to clear before they release
 //                    the storage.
-//   beat preparation before the trees' beats start, each tree's memtable work (sort the mutable
-//                    memtable's newest run, step the immutable memtable's merge: Tree.prepareBeat)
-//                    runs for all trees on two threads (`BeatWorkers`): ~20 % of a loaded
-//                    forest's CPU, which touches only the tree's own memtables. The results do
-//                    not depend on which thread prepared which tree.
 //   half-bar end     after the last tree: close the session; apply a deferred
 //                    `checkpointDurable`; then, in a short session of its own (the fixed point
 //                    of the log), reserve the manifest log's worst case for this point, append
@@ -151,13 +146,6 @@ public struct ForestConfiguration: Sendable, Equatable {
     public var manifestLogCompactBlocksMax: Int
     /// Distinct tables (live, or removed with events still in the log) the log tracks.
     public var manifestLogTablesMax: Int
-    /// Threads that prepare a beat's trees (Forest "Beat preparation"): 2, or 1 for no worker
-    /// thread.
-    public var beatThreads = 2
-    /// Values of beat preparation (`Tree.beatPreparationSize`, summed over the trees) under
-    /// which one thread does it all: waking the worker costs ~10–50 µs, about what sorting a
-    /// few thousand small values does. Tests set 0 to run every beat on both threads.
-    public var beatPreparationParallelMin = 4_096
 
     public init(
         trees: [TreeConfiguration], cacheBlocks: Int = 64, gridReadsMax: Int = 8, gridReadQueueMax: Int = 64,
@@ -241,8 +229,6 @@ protocol ForestMember<GridStorage>: AnyObject {
     var fault: TreeFault? { get }
     func compact(op: UInt64, callback: @escaping () -> Void)
     func compactSkipped(op: UInt64)
-    func prepareBeat(op: UInt64)
-    var beatPreparationSize: Int { get }
     var manifestEventCount: Int { get }
     var holdsSmallImmutableTables: Bool { get set }
     func drainManifestEvents(into log: ManifestLog<GridStorage>)
@@ -273,14 +259,6 @@ public final class Forest<S: Storage> {
     /// callback at every call would convert it to and from the array's abstraction, allocating
     /// twice per tree per beat.
     private var memberBeats: [(UInt64) -> Void] = []
-    /// Each tree's `prepareBeat`, made in `add<Value>` for the same reason.
-    private var memberPrepares: [(UInt64) -> Void] = []
-    /// Runs the trees' beat preparation on two threads (see "Beat preparation").
-    let beatWorkers: BeatWorkers
-    /// Prepares tree `index` for `preparingOp`: made once, so a beat allocates no closure
-    /// context for the workers (a literal capturing the op would be one per beat).
-    private var prepareMember: (Int) -> Void = { _ in }
-    private var preparingOp: UInt64 = 0
 
     /// The latest checkpoint written or opened (0: the formatted grid).
     public private(set) var checkpointOp: UInt64 = 0
@@ -371,10 +349,7 @@ public final class Forest<S: Storage> {
                      "the grid queues every tree's lookups, scans and jobs, the log's and a trailer's read")
         members.reserveCapacity(configuration.trees.count)
         memberBeats.reserveCapacity(configuration.trees.count)
-        memberPrepares.reserveCapacity(configuration.trees.count)
-        beatWorkers = BeatWorkers(threads: configuration.beatThreads)
         memberDoneCallback = { [unowned self] in self.memberDone() }
-        prepareMember = { [unowned self] index in self.memberPrepares[index](self.preparingOp) }
         logCompactCallback = { [unowned self] error in self.logCompactDone(error) }
         flushDoneCallback = { [unowned self] in self.flushDone() }
         trailersDoneCallback = { [unowned self] in self.trailersDone() }
@@ -413,7 +388,6 @@ public final class Forest<S: Storage> {
         tree.barEndsAtCheckpointTrigger = { [unowned self] barLastOp in barLastOp == self.checkpointTriggerOp }
         let done = memberDoneCallback
         memberBeats.append { op in tree.compact(op: op, callback: done) }
-        memberPrepares.append { op in tree.prepareBeat(op: op) }
     }
 
     /// Whether the trees hold small immutable tables back from their flush (Tree.swift, "Small
@@ -465,7 +439,6 @@ public final class Forest<S: Storage> {
         beatOp = op
         beatCallback = callback
         if op % halfBarBeats == 0 { freeSet.openReservations() }
-        prepareMembers(op: op)
         runMembers()
     }
 
@@ -486,18 +459,6 @@ public final class Forest<S: Storage> {
             return finishBeat(.success(nil))
         }
         memberDone()
-    }
-
-    /// The trees' memtable work (see "Beat preparation"): on two threads when there is enough.
-    private func prepareMembers(op: UInt64) {
-        var size = 0
-        for member in members { size += member.beatPreparationSize }
-        if size < configuration.beatPreparationParallelMin {
-            for prepare in memberPrepares { prepare(op) }
-            return
-        }
-        preparingOp = op
-        beatWorkers.run(count: memberPrepares.count, prepareMember)
     }
 
     /// The detached beat's trees are done: the `compact` call that waited for them starts.

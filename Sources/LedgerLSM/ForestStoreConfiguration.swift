@@ -39,9 +39,6 @@ public struct ForestStoreConfiguration: Sendable, Equatable {
     public var expiries: TreeConfiguration
     public var cacheGridBlocks: Int
     public var gridReadsMax: Int
-    /// `ForestConfiguration.beatThreads` and `.beatPreparationParallelMin`.
-    public var beatThreads = 2
-    public var beatPreparationParallelMin = 4_096
     public var manifestLogBlocksMax: Int
     /// Distinct tables the manifest log tracks (live, or removed with events still in the log).
     public var manifestLogTablesMax: Int
@@ -162,12 +159,9 @@ public struct ForestStoreConfiguration: Sendable, Equatable {
         // checks the same sum).
         var reads = 2
         for tree in trees { reads += tree.lookupsMax + tree.jobsPerHalfBarMax + TreeScanReads.perTreeMax }
-        var forest = ForestConfiguration(
+        return ForestConfiguration(
             trees: trees, cacheBlocks: cacheGridBlocks, gridReadsMax: gridReadsMax,
             gridReadQueueMax: max(64, reads - gridReadsMax), manifestLogBlocksMax: manifestLogBlocksMax,
             manifestLogTablesMax: manifestLogTablesMax)
-        forest.beatThreads = beatThreads
-        forest.beatPreparationParallelMin = beatPreparationParallelMin
-        return forest
     }
 }

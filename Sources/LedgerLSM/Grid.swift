@@ -261,7 +261,7 @@ public final class Grid<S: Storage> {
     }
 
     /// Callers that may wait for a write slot at once (`waitForWrite`).
-    public static var writeWaitersMax: Int { 1_024 }
+    public static var writeWaitersMax: Int { Constants.gridWriteWaitersMax }
 
     /// Callers waiting for a write slot.
     public var writeWaitersPending: Int { writeWaitersCount }

@@ -196,9 +196,6 @@ public final class Memtable<Value: TreeValue> {
 
     /// Sorts the puts since the last call into a run (once per beat). A run beyond `runsMax`
     /// merges all runs into one, so the table stays within its bounds whatever the beat count.
-    /// Puts not sorted yet (what the next `sortSuffix` sorts).
-    public var unsortedCount: Int { count - sortedCount }
-
     public func sortSuffix() {
         precondition(!isImmutable, "an immutable memtable is sorted")
         precondition(scopeCount == nil, "no beat inside a scope (the scope truncates the unsorted suffix)")

@@ -221,8 +221,6 @@ public final class Tree<Value: TreeValue, S: Storage> {
     private var beatOp: UInt64 = 0
     /// The op of the last beat run; beats follow ops one by one (the schedule counts them).
     var beatOpLast: UInt64?
-    /// The op whose beat's memtable work is done (`prepareBeat`), ahead of its `compact`.
-    private var preparedOp: UInt64?
     private var beatJobsPending = 0
     var manifestEvents: [TableInfo] = []
 
@@ -327,11 +325,12 @@ public final class Tree<Value: TreeValue, S: Storage> {
         precondition(beatCallback == nil, "one beat at a time")
         precondition(!mutable.scopeIsActive, "no beat inside a scope: scopes live within one batch")
         if let beatOpLast { precondition(op == beatOpLast + 1, "one beat per op, in op order") }
-        if preparedOp != op { prepareBeat(op: op) }
         beatOpLast = op
         let ops = UInt64(configuration.compactionOps)
         let half = configuration.halfBarBeats
         let beat = Int(op % ops)
+        mutable.sortSuffix()
+        stepImmutableMerge(beat: beat)
         beatOp = op
         beatCallback = callback
         if fault == nil && beat % half == 0 { startHalfBar(op: op, isFirstHalf: beat == 0) }
@@ -343,30 +342,6 @@ public final class Tree<Value: TreeValue, S: Storage> {
             }
         }
         jobBeatDone()
-    }
-
-    /// The beat's memtable work, which needs nothing but the tree's own memtables: sorts the
-    /// mutable memtable's newest run and steps the immutable memtable's merge. `compact(op:)`
-    /// does it if it was not done for `op`; a forest does it for all its trees at once, on two
-    /// threads (Forest.swift "Beat preparation"), so it must not touch anything shared.
-    func prepareBeat(op: UInt64) {
-        precondition(beatCallback == nil, "a beat is prepared before it runs")
-        precondition(!mutable.scopeIsActive, "no beat inside a scope: scopes live within one batch")
-        if let beatOpLast { precondition(op == beatOpLast + 1, "one beat per op, in op order") }
-        precondition(preparedOp != op, "a beat is prepared once")
-        preparedOp = op
-        mutable.sortSuffix()
-        stepImmutableMerge(beat: Int(op % UInt64(configuration.compactionOps)))
-    }
-
-    /// Values `prepareBeat(op:)` would move, about: the mutable memtable's unsorted puts and the
-    /// immutable memtable's merge step. For a forest to skip the second thread for light beats.
-    var beatPreparationSize: Int {
-        var size = mutable.unsortedCount
-        if immutable.isImmutable && !immutable.isMerged {
-            size += immutable.mergeInputsRemaining / max(1, configuration.halfBarBeats)
-        }
-        return size
     }
 
     private func jobBeatDone() {

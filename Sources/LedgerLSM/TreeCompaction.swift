@@ -555,7 +555,7 @@ final class TreeCompaction<Value: TreeValue, S: Storage> {
     }
 
     /// Value blocks a source warms ahead of the one it merges (`Grid.warm`).
-    static var warmAheadBlocks: Int { 2 }
+    static var warmAheadBlocks: Int { Constants.compactionWarmAheadBlocks }
 
     /// Starts reading the source's next blocks into the grid's cache (see "Reading ahead"): the
     /// next value blocks of its current table, or the next table's index block.

@@ -21,17 +21,12 @@ final class ForestLedgerPair: ForestRunHarness {
     static let batchEventsMax = 24
     static let expiriesMax = 256
 
-    /// Every beat is prepared on two threads (`beatPreparationParallelMin` 0; the light loads
-    /// here would never reach production's threshold), or on one with `beatThreads: 1`.
-    static func storeConfiguration(beatThreads: Int = 2) -> ForestStoreConfiguration {
-        var configuration = ForestStoreConfiguration(
+    static func storeConfiguration() -> ForestStoreConfiguration {
+        ForestStoreConfiguration(
             storage: storageConfiguration(),
             caches: .init(accounts: 32, transfers: 32, transfersPending: 16, accountEvents: 0, gridBlocks: 64),
             batchEventsMax: batchEventsMax, expiriesMax: expiriesMax, growthFactor: 4, tablesMax: 64, lookupsMax: 4,
             gridReadsMax: 8, manifestLogTablesMax: 4096)
-        configuration.beatThreads = beatThreads
-        configuration.beatPreparationParallelMin = 0
-        return configuration
     }
 
     static func makeStorage(seed: UInt64, faults: Bool) -> SimulatedStorage {
@@ -69,14 +64,10 @@ final class ForestLedgerPair: ForestRunHarness {
 
     /// `storageSeed` (default `seed`) sets the storage's IO latencies and so the order in which
     /// IO completes; the workload depends on `seed` only.
-    /// Threads that prepare each beat (Forest "Beat preparation").
-    let beatThreads: Int
-
-    init(seed: UInt64, storageSeed: UInt64? = nil, holdsSmallImmutableTables: Bool = true, beatThreads: Int = 2) {
+    init(seed: UInt64, storageSeed: UInt64? = nil, holdsSmallImmutableTables: Bool = true) {
         let storage = Self.makeStorage(seed: storageSeed ?? seed, faults: false)
-        self.beatThreads = beatThreads
         self.holdsSmallImmutableTables = holdsSmallImmutableTables
-        store = ForestStore(storage: storage, configuration: Self.storeConfiguration(beatThreads: beatThreads))
+        store = ForestStore(storage: storage, configuration: Self.storeConfiguration())
         store.forest.holdsSmallImmutableTables = holdsSmallImmutableTables
         machine = StateMachine(store: store)
         model = StateMachine(store: modelStore)
@@ -161,7 +152,7 @@ final class ForestLedgerPair: ForestRunHarness {
 
     /// A new process after a crash: a fresh store opens the last checkpoint and replays the log.
     func restart() -> String? {
-        store = ForestStore(storage: storage, configuration: Self.storeConfiguration(beatThreads: beatThreads))
+        store = ForestStore(storage: storage, configuration: Self.storeConfiguration())
         store.forest.holdsSmallImmutableTables = holdsSmallImmutableTables
         machine = StateMachine(store: store)
         var outcome: Result<Void, ForestOpenError>?
@@ -209,7 +200,7 @@ struct ForestStoreModelTests {
 
     /// Beats run their trees side by side and detach from the next op (Forest "Detached
     /// beats"), so IO completes in a different order with another storage seed; the grid must
-    /// not depend on it, nor on detaching or on the beat preparation's threads: every checkpoint (whose references checksum the
+    /// not depend on it, nor on detaching: every checkpoint (whose references checksum the
     /// manifest log and the free set, and through them every table) is the same.
     @Test("the grid does not depend on the order IO completes in", arguments: [5, 6] as [UInt64])
     func gridIsIndependentOfIOOrder(seed: UInt64) {
@@ -221,9 +212,8 @@ struct ForestStoreModelTests {
         #expect(first.checkpoints == second.checkpoints, "seed \(seed): the checkpoints differ")
         #expect(first.store.forest.detachedBeatCount > 0 && second.store.forest.detachedBeatCount > 0,
                 "seed \(seed): beats detached")
-        // Beats that run to their end before calling back, prepared on one thread, make the
-        // same grid.
-        let undetached = ForestLedgerPair(seed: seed, storageSeed: seed &* 101, beatThreads: 1)
+        // Beats that run to their end before calling back make the same grid.
+        let undetached = ForestLedgerPair(seed: seed, storageSeed: seed &* 101)
         undetached.store.forest.detachesBeats = false
         var op: UInt64 = 1
         // Each turn commits one op: bounded by 160.
