@@ -40,6 +40,8 @@ public final class FileStorage: Storage {
     /// One storage IO in progress.
     private struct Operation {
         var storage: StorageCompletion?
+        /// A `nextTurn`: no transfer, it finishes when its no-op completes.
+        var isTurn = false
         var isWrite = false
         var buffer: UnsafeMutableRawPointer?
         var length = 0
@@ -108,6 +110,15 @@ public final class FileStorage: Storage {
               length: buffer.count, isWrite: true)
     }
 
+    public func nextTurn(_ completion: StorageCompletion) {
+        precondition(freeCount > 0, "FileStorage IOs in flight stay within operationCountMax")
+        completion.startTurn()
+        freeCount -= 1
+        let index = freeIndexes[freeCount]
+        operations[index] = Operation(storage: completion, isTurn: true)
+        io.nop(completions[index])
+    }
+
     private func start(
         _ completion: StorageCompletion, zone: Zone, offset: UInt64,
         buffer: UnsafeMutableRawPointer?, length: Int, isWrite: Bool
@@ -149,6 +160,7 @@ public final class FileStorage: Storage {
     /// A kernel transfer of operation `completion.tag` completed: decide what comes next.
     private func transferred(_ completion: IOCompletion) {
         let index = completion.tag
+        if operations[index].isTurn { return finish(index) }
         var result = completion.result
         if let faultInjector {
             let operation = operations[index]

@@ -28,7 +28,7 @@ public final class IOCompletion {
     /// Which operation is in flight: the loop finishes some of them (accepted sockets get their
     /// options; an expired timer reads as success) before the callback sees them.
     enum Operation: UInt8 {
-        case none, read, write, accept, connect, recv, send, close, timeout, cancel
+        case none, read, write, accept, connect, recv, send, close, timeout, cancel, nop
     }
     var operation: Operation = .none
 

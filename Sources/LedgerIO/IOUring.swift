@@ -276,6 +276,17 @@ public final class IOUring {
         stamp(sqe, completion)
     }
 
+    // MARK: No operation
+
+    /// Completes with result 0 on the loop's next turn, without touching a file or socket: the
+    /// caller's next step then runs after the loop has submitted what is queued and reaped what
+    /// completed meanwhile.
+    public func nop(_ completion: IOCompletion) {
+        let sqe = prepare(completion, .nop)
+        io_uring_prep_nop(sqe)
+        stamp(sqe, completion)
+    }
+
     // MARK: Timers and cancellation
 
     /// Completes after `ns` nanoseconds with result 0 (or -ECANCELED if cancelled).

@@ -32,6 +32,12 @@ public protocol Storage: AnyObject {
     /// Writes `buffer` at `offset` inside `zone`.
     func write(
         _ completion: StorageCompletion, zone: Zone, offset: UInt64, buffer: UnsafeRawBufferPointer)
+
+    /// Completes `completion` on a later turn of the event loop, without IO. Long CPU work split
+    /// at such a point lets the loop hand the kernel what is queued meanwhile (a reply to send,
+    /// the next prepare's WAL write) and serve what arrived (a request's bytes) before the rest
+    /// runs. The completion's zone, offset and length mean nothing for a turn.
+    func nextTurn(_ completion: StorageCompletion)
 }
 
 /// A reusable completion for one storage IO at a time. Owners allocate their completions at
@@ -67,6 +73,14 @@ public final class StorageCompletion {
         self.zone = zone
         self.offset = offset
         self.length = length
+        unreadableSectorCount = 0
+    }
+
+    /// Marks the completion busy with a turn (`Storage.nextTurn`): no zone, no bytes.
+    public func startTurn() {
+        precondition(!isBusy, "a completion serves one IO at a time")
+        isBusy = true
+        length = 0
         unreadableSectorCount = 0
     }
 

@@ -109,6 +109,10 @@ public enum Constants {
     public static let gridWriteWaitersMax = 1_024
     /// Blocks a compaction job's merge source warms ahead of the one it merges (`Grid.warm`).
     public static let compactionWarmAheadBlocks = 2
+    /// Memtable values a tree's beat start sorts or merges at or above which the forest lets
+    /// the event loop turn before the next tree starts (Forest.swift "Turns between trees"):
+    /// a batch's trees (thousands of values, ~0.1-1 ms each) yield, a single transfer's do not.
+    public static let beatTurnValuesMin = 256
     /// Largest grid in production: 16 TiB of blocks (TigerBeetle's default `--limit-storage`).
     public static let gridBlockCountMax = (16 << 40) / blockSize
     /// Copies of the superblock; a write needs `superblockQuorumWrite` of them read back, and

@@ -152,6 +152,9 @@ public struct ForestStoreConfiguration: Sendable, Equatable {
             + accountEvents.treeConfigurations + [expiries]
     }
 
+    /// `ForestConfiguration.beatTurnValuesMin`.
+    public var beatTurnValuesMin = Constants.beatTurnValuesMin
+
     public var forest: ForestConfiguration {
         let trees = self.trees
         // Every tree's lookups, scans and compaction reads may queue at once (a detached beat's
@@ -159,9 +162,11 @@ public struct ForestStoreConfiguration: Sendable, Equatable {
         // checks the same sum).
         var reads = 2
         for tree in trees { reads += tree.lookupsMax + tree.jobsPerHalfBarMax + TreeScanReads.perTreeMax }
-        return ForestConfiguration(
+        var configuration = ForestConfiguration(
             trees: trees, cacheBlocks: cacheGridBlocks, gridReadsMax: gridReadsMax,
             gridReadQueueMax: max(64, reads - gridReadsMax), manifestLogBlocksMax: manifestLogBlocksMax,
             manifestLogTablesMax: manifestLogTablesMax)
+        configuration.beatTurnValuesMin = beatTurnValuesMin
+        return configuration
     }
 }

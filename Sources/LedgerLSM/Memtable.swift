@@ -194,6 +194,9 @@ public final class Memtable<Value: TreeValue> {
         return nil
     }
 
+    /// Puts since the last `sortSuffix`.
+    public var unsortedCount: Int { count - sortedCount }
+
     /// Sorts the puts since the last call into a run (once per beat). A run beyond `runsMax`
     /// merges all runs into one, so the table stays within its bounds whatever the beat count.
     public func sortSuffix() {

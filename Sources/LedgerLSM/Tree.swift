@@ -321,6 +321,10 @@ public final class Tree<Value: TreeValue, S: Storage> {
 
     /// Runs the compaction beat of `op` (after its batch committed); `callback` runs when the
     /// beat's work is done and durable (possibly before `compact` returns).
+    /// Memtable values the last `compact` sorted or merged before it returned: the CPU work of
+    /// the beat's start, which the forest uses to decide whether the loop turns after it.
+    public private(set) var beatMemtableValues = 0
+
     public func compact(op: UInt64, callback: @escaping () -> Void) {
         precondition(beatCallback == nil, "one beat at a time")
         precondition(!mutable.scopeIsActive, "no beat inside a scope: scopes live within one batch")
@@ -329,8 +333,11 @@ public final class Tree<Value: TreeValue, S: Storage> {
         let ops = UInt64(configuration.compactionOps)
         let half = configuration.halfBarBeats
         let beat = Int(op % ops)
+        let mergeInputsBefore = immutable.isImmutable ? immutable.mergeInputsRemaining : 0
+        beatMemtableValues = mutable.unsortedCount
         mutable.sortSuffix()
         stepImmutableMerge(beat: beat)
+        beatMemtableValues += mergeInputsBefore - (immutable.isImmutable ? immutable.mergeInputsRemaining : 0)
         beatOp = op
         beatCallback = callback
         if fault == nil && beat % half == 0 { startHalfBar(op: op, isFirstHalf: beat == 0) }

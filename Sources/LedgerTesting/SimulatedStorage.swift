@@ -61,6 +61,8 @@ public final class SimulatedStorage: Storage {
         var readyTick: UInt64
         var sequence: UInt64
         var isWrite: Bool
+        /// A `nextTurn`: no bytes move.
+        var isTurn = false
         var completion: StorageCompletion
         var buffer: UnsafeMutableRawBufferPointer
     }
@@ -104,6 +106,14 @@ public final class SimulatedStorage: Storage {
         completion.start(zone: zone, offset: offset, length: buffer.count)
         enqueue(isWrite: true, completion: completion, buffer: UnsafeMutableRawBufferPointer(mutating: buffer),
                 latency: options.writeLatencyTicks)
+    }
+
+    /// Completes at the next tick, after the IOs already due at it.
+    public func nextTurn(_ completion: StorageCompletion) {
+        completion.startTurn()
+        insert(PendingIO(
+            readyTick: ticks + 1, sequence: sequence, isWrite: false, isTurn: true, completion: completion,
+            buffer: UnsafeMutableRawBufferPointer(start: nil, count: 0)))
     }
 
     // MARK: Time
@@ -193,6 +203,12 @@ public final class SimulatedStorage: Storage {
         let io = PendingIO(
             readyTick: ticks + UInt64(prng.int(in: latency)), sequence: sequence, isWrite: isWrite,
             completion: completion, buffer: buffer)
+        insert(io)
+    }
+
+    /// Queues `io` in (readyTick, sequence) order; takes the next sequence number.
+    private func insert(_ io: PendingIO) {
+        precondition(io.sequence == sequence, "an IO is queued with the next sequence number")
         sequence += 1
         var index = pending.count
         while index > 0 && (pending[index - 1].readyTick, pending[index - 1].sequence) > (io.readyTick, io.sequence) {
@@ -203,6 +219,7 @@ public final class SimulatedStorage: Storage {
 
     private func finish(_ io: PendingIO) {
         let completion = io.completion
+        if io.isTurn { return completion.complete() }
         let faulty = options.faultyZones.contains(completion.zone)
         if io.isWrite {
             var target = completion.offset

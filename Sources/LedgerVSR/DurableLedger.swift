@@ -116,6 +116,8 @@ public final class DurableLedger<S: Storage> {
         case read(JournalReadResult)
         case prefetching
         case prefetched(Result<Void, ForestStoreFault>)
+        /// Waiting a loop turn before the beat (see `beatTurn`).
+        case turning
         case beating
         case beaten(Result<ForestCheckpoint?, ForestFault>)
         case checkpointing
@@ -130,6 +132,9 @@ public final class DurableLedger<S: Storage> {
     /// Made once (init): a prefetch given it allocates nothing per op.
     var prefetchCompletion: PrefetchCompletion<ForestStoreFault>!
     var beatCallback: Forest<S>.BeatCallback = { _ in }
+    /// The loop turn between an op's reply and its beat: the reply (and a request that came
+    /// meanwhile) go to the kernel before the beat's CPU work.
+    let beatTurn = StorageCompletion()
     var checkpointCallback: () -> Void = {}
 
     /// A ledger over `storage` (formatted by `DataFileFormatter`); `open` it before use.
@@ -168,6 +173,10 @@ public final class DurableLedger<S: Storage> {
         beatCallback = { [unowned self] result in
             self.stage = .beaten(result)
             self.pump()
+        }
+        beatTurn.callback = { [unowned self] _ in
+            self.stage = .beating
+            self.store.compact(op: self.commitHeader.op, callback: self.beatCallback)
         }
         checkpointCallback = { [unowned self] in
             self.stage = .checkpointed

@@ -24,7 +24,7 @@ extension DurableLedger {
     func step() -> Bool {
         switch stage {
         case .idle: return startCommit()
-        case .reading, .prefetching, .beating, .checkpointing: return false
+        case .reading, .prefetching, .turning, .beating, .checkpointing: return false
         case .read(let result): return prepareRead(result)
         case .prefetched(let result): return prefetched(result)
         case .beaten(let result): return beaten(result)
@@ -159,9 +159,12 @@ extension DurableLedger {
         // reply is fixed, so a crash during the beat replays it to the same reply. The
         // client's next request then overlaps this op's compaction work.
         if status == .ready { answer(op: header.op) }
-        stage = .beating
-        store.compact(op: header.op, callback: beatCallback)
-        return true
+        // The beat starts on the loop's next turn, so the reply goes to the kernel now and a
+        // request that arrived meanwhile starts its WAL write: both then overlap the beat's CPU
+        // work (memtable sorts and merges), which the forest also splits by turns.
+        stage = .turning
+        storage.nextTurn(beatTurn)
+        return false
     }
 
     /// Calls the op's reply callback with the reply just built.

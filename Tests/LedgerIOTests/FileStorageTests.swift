@@ -136,6 +136,38 @@ import Testing
         #expect(target.bytes[block...].allSatisfy { $0 == 0 })
     }
 
+    /// A turn completes from the loop, after the IOs queued before it were handed to the
+    /// kernel, and it takes a slot of the pool like any IO while in flight.
+    @Test func aTurnCompletesOnALaterLoopTurn() throws {
+        let directory = try TemporaryDirectory()
+        let file = try DataFile.create(path: directory.file("data"), sizeBytes: layout.sizeMin, layout: layout)
+        let io = try IOUring()
+        let storage = FileStorage(io: io, file: file, operationCountMax: 2)
+        var events: [String] = []
+        let source = AlignedBuffer(count: sector)
+        source.bytes.initializeMemory(as: UInt8.self, repeating: 0x3C)
+        let write = StorageCompletion { _ in events.append("write") }
+        let turn = StorageCompletion { _ in events.append("turn") }
+        storage.write(write, zone: .walPrepares, offset: 0, buffer: source.readOnlyPrefix(sector))
+        storage.nextTurn(turn)
+        #expect(events.isEmpty, "callbacks never run inside nextTurn")
+        #expect(turn.isBusy && storage.inFlightCount == 2)
+        #expect(io.run(until: { events.contains("turn") }, timeoutNs: 5_000_000_000))
+        #expect(!turn.isBusy)
+        #expect(io.run(until: { events.count == 2 }, timeoutNs: 5_000_000_000))
+        #expect(storage.inFlightCount == 0)
+        // The slot is reusable, and a turn can be started again from its own callback.
+        var again = 0
+        let chained = StorageCompletion()
+        chained.callback = { completion in
+            again += 1
+            if again < 3 { storage.nextTurn(completion) }
+        }
+        storage.nextTurn(chained)
+        #expect(io.run(until: { again == 3 }, timeoutNs: 5_000_000_000))
+        #expect(storage.inFlightCount == 0)
+    }
+
     /// Writes `count` sectors of a per-sector pattern at `.walPrepares` offset 0 and returns it.
     func writePattern(_ storage: FileStorage, _ io: IOUring, sectors count: Int, seed: UInt64) -> AlignedBuffer {
         var prng = PRNG(seed: seed)

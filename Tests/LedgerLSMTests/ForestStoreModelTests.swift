@@ -21,12 +21,18 @@ final class ForestLedgerPair: ForestRunHarness {
     static let batchEventsMax = 24
     static let expiriesMax = 256
 
-    static func storeConfiguration() -> ForestStoreConfiguration {
-        ForestStoreConfiguration(
+    /// Trees whose beat start sorts or merges this many values let the loop turn before the next
+    /// starts: low, so a test's small batches take the turns a production batch takes.
+    static let beatTurnValuesMin = 4
+
+    static func storeConfiguration(beatTurnValuesMin: Int = beatTurnValuesMin) -> ForestStoreConfiguration {
+        var configuration = ForestStoreConfiguration(
             storage: storageConfiguration(),
             caches: .init(accounts: 32, transfers: 32, transfersPending: 16, accountEvents: 0, gridBlocks: 64),
             batchEventsMax: batchEventsMax, expiriesMax: expiriesMax, growthFactor: 4, tablesMax: 64, lookupsMax: 4,
             gridReadsMax: 8, manifestLogTablesMax: 4096)
+        configuration.beatTurnValuesMin = beatTurnValuesMin
+        return configuration
     }
 
     static func makeStorage(seed: UInt64, faults: Bool) -> SimulatedStorage {
@@ -61,13 +67,18 @@ final class ForestLedgerPair: ForestRunHarness {
     /// Whether the forest holds small immutable tables back from their flush (Tree.swift):
     /// on as in production, off where a test needs a light load's values on the grid.
     let holdsSmallImmutableTables: Bool
+    let beatTurnValuesMin: Int
 
     /// `storageSeed` (default `seed`) sets the storage's IO latencies and so the order in which
     /// IO completes; the workload depends on `seed` only.
-    init(seed: UInt64, storageSeed: UInt64? = nil, holdsSmallImmutableTables: Bool = true) {
+    init(
+        seed: UInt64, storageSeed: UInt64? = nil, holdsSmallImmutableTables: Bool = true,
+        beatTurnValuesMin: Int = ForestLedgerPair.beatTurnValuesMin
+    ) {
         let storage = Self.makeStorage(seed: storageSeed ?? seed, faults: false)
         self.holdsSmallImmutableTables = holdsSmallImmutableTables
-        store = ForestStore(storage: storage, configuration: Self.storeConfiguration())
+        self.beatTurnValuesMin = beatTurnValuesMin
+        store = ForestStore(storage: storage, configuration: Self.storeConfiguration(beatTurnValuesMin: beatTurnValuesMin))
         store.forest.holdsSmallImmutableTables = holdsSmallImmutableTables
         machine = StateMachine(store: store)
         model = StateMachine(store: modelStore)
@@ -152,7 +163,7 @@ final class ForestLedgerPair: ForestRunHarness {
 
     /// A new process after a crash: a fresh store opens the last checkpoint and replays the log.
     func restart() -> String? {
-        store = ForestStore(storage: storage, configuration: Self.storeConfiguration())
+        store = ForestStore(storage: storage, configuration: Self.storeConfiguration(beatTurnValuesMin: beatTurnValuesMin))
         store.forest.holdsSmallImmutableTables = holdsSmallImmutableTables
         machine = StateMachine(store: store)
         var outcome: Result<Void, ForestOpenError>?
@@ -215,15 +226,17 @@ struct ForestStoreModelTests {
         // Beats that run to their end before calling back make the same grid.
         let undetached = ForestLedgerPair(seed: seed, storageSeed: seed &* 101)
         undetached.store.forest.detachesBeats = false
-        var op: UInt64 = 1
-        // Each turn commits one op: bounded by 160.
-        while op <= 160 && undetached.failure == nil {
-            guard undetached.step(op: op, crashTicks: nil) else { break }
-            op += 1
-        }
+        undetached.commit(ops: 160)
         #expect(undetached.failure == nil, "seed \(seed): \(undetached.failure ?? "")")
         #expect(undetached.store.forest.detachedBeatCount == 0)
         #expect(undetached.checkpoints == first.checkpoints, "seed \(seed): detaching changed the checkpoints")
+        // Trees started without loop turns between them make the same grid too.
+        #expect(first.store.forest.beatTurnCount > 0, "seed \(seed): beats turned the loop between trees")
+        let unturned = ForestLedgerPair(seed: seed, storageSeed: seed &* 101, beatTurnValuesMin: Int.max)
+        unturned.commit(ops: 160)
+        #expect(unturned.failure == nil, "seed \(seed): \(unturned.failure ?? "")")
+        #expect(unturned.store.forest.beatTurnCount == 0)
+        #expect(unturned.checkpoints == first.checkpoints, "seed \(seed): turns between trees changed the checkpoints")
     }
 
     @Test("replies equal the model's, op by op", arguments: [1, 2, 3, 4] as [UInt64])
@@ -248,6 +261,16 @@ struct ForestStoreModelTests {
 }
 
 extension ForestLedgerPair {
+    /// Commits ops 1...ops without crashes, stopping at the first failure.
+    func commit(ops: UInt64) {
+        var op: UInt64 = 1
+        // Each turn commits one op: bounded by ops.
+        while op <= ops && failure == nil {
+            guard step(op: op, crashTicks: nil) else { break }
+            op += 1
+        }
+    }
+
     /// Prefetches and executes `request` on the forest only (no model, no beat): the reply, or
     /// the prefetch's fault.
     func executeOnForest(_ request: LedgerRequest) -> Result<[UInt8], ForestStoreFault> {

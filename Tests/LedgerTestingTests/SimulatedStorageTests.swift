@@ -34,6 +34,31 @@ import Testing
         #expect(storage.faults == SimulatedStorage.FaultCounts())
     }
 
+    /// A turn completes at the next tick, after the IOs due at it, touches no bytes, and a
+    /// crash drops it like any IO in flight.
+    @Test func aTurnCompletesAtTheNextTick() {
+        let storage = SimulatedStorage(layout: layout, seed: 3)
+        var events: [String] = []
+        let buffer = AlignedBuffer(count: sector)
+        let read = StorageCompletion { _ in events.append("read") }
+        let turn = StorageCompletion { _ in events.append("turn") }
+        storage.read(read, zone: .walPrepares, offset: 0, buffer: buffer.bytes)
+        storage.nextTurn(turn)
+        #expect(events.isEmpty, "callbacks never run inside nextTurn")
+        #expect(storage.pendingCount == 2)
+        storage.tick()
+        #expect(events.last == "turn" && !turn.isBusy)
+        storage.runUntilIdle()
+        #expect(events.count == 2)
+        #expect(storage.faults == SimulatedStorage.FaultCounts())
+
+        storage.nextTurn(turn)
+        storage.crash()
+        #expect(!turn.isBusy && storage.pendingCount == 0)
+        storage.runUntilIdle()
+        #expect(events.count == 2, "a crash drops a turn without its callback")
+    }
+
     @Test func completionsAreReorderedDeterministically() {
         func completionOrder(seed: UInt64) -> [Int] {
             let storage = SimulatedStorage(layout: layout, seed: seed)
