@@ -17,9 +17,11 @@ import LedgerKit
 // is merged already: no pass, no copy.
 //
 // Sketch (transfers, production): one bar = 32 beats × 8,189 puts = 262 k values of 128 B =
-// 32 MiB (allocated once at init, never after). Sorting a beat's 8 k values is a bottom-up
-// merge sort (stable, no recursion, no allocation): ~8 k × 13 comparisons ≈ 100 µs. A lookup:
-// ≤ 8 k linear compares in the current beat, then ≤ 32 binary searches.
+// 32 MiB (allocated once at init, never after). A beat's puts whose keys already ascend are a
+// run as they are; others are sorted stably without recursion or allocation: from 128 puts on
+// by a radix sort over the key bytes that differ (KeyRadixSort: 4-6 scatters for a batch's
+// index keys), below that (or for keys not split into words) by insertion and bottom-up merge
+// passes. A lookup: ≤ 8 k linear compares in the current beat, then ≤ 32 binary searches.
 //
 // Memory: a table's `storage` (capacity values), a sort scratch for one beat's puts
 // (`sortScratchCapacity`, a tree's `valuesPerBeatMax`) and a full-size merge buffer that a
@@ -97,6 +99,11 @@ public final class Memtable<Value: TreeValue> {
 
     /// Runs shorter than this are sorted by insertion before the merge passes.
     private static var insertionRunLength: Int { 16 }
+    /// A beat's puts are radix sorted from this many on (keys split into words only; fewer
+    /// cost less by insertion and merging than the radix sort's count tables).
+    private static var radixSortCountMin: Int { 128 }
+    /// The radix sort, for values whose keys split into words (`TreeValue.keyWord`).
+    private let radixSort: KeyRadixSort<Value>?
 
     /// A table of `capacity` puts. `sortScratchCapacity` (default: `capacity`) bounds the puts
     /// a sort takes without the merge buffer; `mergeBuffer` (default: the table's own) may be
@@ -118,6 +125,7 @@ public final class Memtable<Value: TreeValue> {
         // Neither is written here: pages become resident as puts and sorts reach them.
         storage = .allocate(capacity: capacity)
         sortScratch = .allocate(capacity: self.sortScratchCapacity)
+        radixSort = Value.keyWordCount > 0 ? KeyRadixSort() : nil
         runEnds = .allocate(capacity: runsMax + 1)
         mergeHeap = .allocate(capacity: runsMax + 1)
         mergeCursors = .allocate(capacity: runsMax + 1)
@@ -463,25 +471,38 @@ public final class Memtable<Value: TreeValue> {
             takeMergeBuffer()
             target = mergeBuffer.values
         }
-        var source = storage + start
-        insertionSortChunks(source, length)
+        let sorted = if let radixSort, length >= Self.radixSortCountMin {
+            radixSort.sort(storage + start, length, scratch: target)
+        } else {
+            mergeSort(storage + start, length, scratch: target)
+        }
+        count = start + dedupKeepingLast(sorted, length, into: storage + start)
+        runEnds[runCount] = count
+        runCount += 1
+    }
+
+    /// Sorts `values[0..<count]` stably: insertion sorts of short chunks, then bottom-up merge
+    /// passes between `values` and `scratch`; returns the one that holds the result.
+    private func mergeSort(
+        _ values: UnsafeMutablePointer<Value>, _ count: Int, scratch: UnsafeMutablePointer<Value>
+    ) -> UnsafeMutablePointer<Value> {
+        var source = values
+        var target = scratch
+        insertionSortChunks(source, count)
         var width = Self.insertionRunLength
         // Doubles `width` each pass: ≤ log2(capacity) passes.
-        while width < length {
+        while width < count {
             var low = 0
-            while low < length {
-                let middle = min(low + width, length)
-                let high = min(low + 2 * width, length)
+            while low < count {
+                let middle = min(low + width, count)
+                let high = min(low + 2 * width, count)
                 mergeStable(source + low, middle - low, source + middle, high - middle, into: target + low)
                 low = high
             }
             swap(&source, &target)
             width *= 2
         }
-        if source != storage + start { (storage + start).update(from: source, count: length) }
-        count = start + dedupKeepingLast(storage + start, length)
-        runEnds[runCount] = count
-        runCount += 1
+        return source
     }
 
     /// Whether `values[0..<count]` has strictly ascending keys.
@@ -538,13 +559,15 @@ public final class Memtable<Value: TreeValue> {
         if r < rightCount { (target + out).update(from: right + r, count: rightCount - r) }
     }
 
-    /// Compacts sorted `values[0..<count]` to one value per key, the last of each; returns the
-    /// new count.
-    private func dedupKeepingLast(_ values: UnsafeMutablePointer<Value>, _ count: Int) -> Int {
+    /// Copies sorted `values[0..<count]` to `target` with one value per key, the last of each;
+    /// returns how many. `target` may be `values` itself (it writes no further than it read).
+    private func dedupKeepingLast(
+        _ values: UnsafeMutablePointer<Value>, _ count: Int, into target: UnsafeMutablePointer<Value>
+    ) -> Int {
         var out = 0
         for index in 0..<count {
             if index + 1 < count, values[index + 1].key == values[index].key { continue }
-            values[out] = values[index]
+            target[out] = values[index]
             out += 1
         }
         return out

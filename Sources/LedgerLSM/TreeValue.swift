@@ -14,6 +14,13 @@ public protocol TreeValue: Sendable, BitwiseCopyable {
     var isTombstone: Bool { get }
     /// The tombstone of `key` (trees whose values are never deleted may trap here).
     static func tombstone(key: Key) -> Self
+
+    /// How many 64-bit words `keyWord` splits a key into (0: none; the memtable then sorts by
+    /// comparisons only). Defaults below for u64 and u128 keys.
+    static var keyWordCount: Int { get }
+    /// Word `index` of `key`, most significant first: keys compare as their word sequences
+    /// compare, word by word as unsigned integers (the memtable's radix sort relies on it).
+    static func keyWord(_ key: Key, _ index: Int) -> UInt64
 }
 
 extension TreeValue {
@@ -21,6 +28,25 @@ extension TreeValue {
     public static var valueSize: Int { MemoryLayout<Self>.stride }
     /// Bytes of one key in an index block.
     public static var keySize: Int { MemoryLayout<Key>.stride }
+
+    public static var keyWordCount: Int { 0 }
+    public static func keyWord(_ key: Key, _ index: Int) -> UInt64 {
+        preconditionFailure("a key without words is not split into them")
+    }
+}
+
+extension TreeValue where Key == UInt64 {
+    public static var keyWordCount: Int { 1 }
+    @inline(__always)
+    public static func keyWord(_ key: UInt64, _ index: Int) -> UInt64 { key }
+}
+
+extension TreeValue where Key == UInt128 {
+    public static var keyWordCount: Int { 2 }
+    @inline(__always)
+    public static func keyWord(_ key: UInt128, _ index: Int) -> UInt64 {
+        UInt64(truncatingIfNeeded: index == 0 ? key >> 64 : key)
+    }
 }
 
 /// The key of an index tree over a u64 field (storage spec §5): `(field, timestamp)`, 16 bytes,
@@ -53,6 +79,12 @@ public struct CompositeKey64: TreeValue, Comparable, Hashable {
 
     public static func < (lhs: CompositeKey64, rhs: CompositeKey64) -> Bool {
         (lhs.field, lhs.timestamp) < (rhs.field, rhs.timestamp)
+    }
+
+    public static var keyWordCount: Int { 2 }
+    @inline(__always)
+    public static func keyWord(_ key: CompositeKey64, _ index: Int) -> UInt64 {
+        index == 0 ? key.field : key.timestamp
     }
 
     public static func == (lhs: CompositeKey64, rhs: CompositeKey64) -> Bool {
@@ -92,6 +124,16 @@ public struct CompositeKey128: TreeValue, Comparable, Hashable {
 
     public static func < (lhs: CompositeKey128, rhs: CompositeKey128) -> Bool {
         (lhs.field, lhs.timestamp) < (rhs.field, rhs.timestamp)
+    }
+
+    public static var keyWordCount: Int { 3 }
+    @inline(__always)
+    public static func keyWord(_ key: CompositeKey128, _ index: Int) -> UInt64 {
+        switch index {
+        case 0: UInt64(truncatingIfNeeded: key.field >> 64)
+        case 1: UInt64(truncatingIfNeeded: key.field)
+        default: key.timestamp
+        }
     }
 
     public static func == (lhs: CompositeKey128, rhs: CompositeKey128) -> Bool {

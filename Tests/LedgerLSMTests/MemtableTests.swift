@@ -9,10 +9,14 @@ import Testing
     /// `ascending`: keys mostly follow the put order (time-based keys), so most beats are
     /// already sorted (the sort's fast path, runs extending the previous run), with an
     /// occasional earlier key that sends a beat through the full sort.
-    func run(seed: UInt64, runsMax: Int, memtable: Memtable<IdTreeValue>? = nil, ascending: Bool = false) {
+    /// `putsPerBeat` bounds a beat's puts (from 128 on, beats take the radix sort).
+    func run(
+        seed: UInt64, runsMax: Int, memtable: Memtable<IdTreeValue>? = nil, ascending: Bool = false,
+        putsPerBeat: ClosedRange<Int> = 0...60
+    ) {
         var prng = PRNG(seed: seed)
         let beats = prng.int(in: 1...40)
-        let putsPerBeatMax = prng.int(in: 0...60)
+        let putsPerBeatMax = prng.int(in: putsPerBeat)
         let keySpace = UInt64(prng.int(in: 1...300))
         let table = memtable ?? Memtable<IdTreeValue>(capacity: max(1, beats * putsPerBeatMax), runsMax: runsMax)
         var model: [UInt128: IdTreeValue] = [:]
@@ -77,6 +81,13 @@ import Testing
     @Test(arguments: (UInt64(1)...30).map { $0 })
     func againstModel(seed: UInt64) {
         run(seed: seed, runsMax: 32)
+    }
+
+    /// Beats of hundreds of puts: the radix sort (KeyRadixSort), over key spaces of a few
+    /// values (long runs of equal keys, tombstones among them) up to hundreds.
+    @Test(arguments: (UInt64(1)...12).map { $0 })
+    func againstModelWithRadixSortedBeats(seed: UInt64) {
+        run(seed: seed, runsMax: 32, putsPerBeat: 128...600)
     }
 
     @Test(arguments: (UInt64(1)...30).map { $0 })
