@@ -302,6 +302,8 @@ public final class Forest<S: Storage> {
     private var deferredOp: UInt64 = 0
     private var deferredCallback: BeatCallback?
     private var memberDoneCallback: () -> Void = {}
+    /// Run at the start of every `compact` (`addBeatStart`).
+    private var beatStarts: [() -> Void] = []
     /// Trees of the beat in progress started so far (see "Turns between trees").
     private var membersStarted = 0
     /// The turn after which the next tree's beat starts.
@@ -412,6 +414,14 @@ public final class Forest<S: Storage> {
         }
     }
 
+    /// Adds work to run at the start of every `compact`, before anything of the beat: a groove
+    /// puts the changes it deferred to the op's end (Groove.swift, "Deferred updates"). Added
+    /// before the first beat, like the trees.
+    public func addBeatStart(_ work: @escaping () -> Void) {
+        precondition(opLast == 0, "beat-start work is added before the first beat")
+        beatStarts.append(work)
+    }
+
     /// Whether the trees hold small immutable tables back from their flush (Tree.swift, "Small
     /// immutable tables"; on by default). Set before the first beat, the same in every run.
     public var holdsSmallImmutableTables = true {
@@ -436,6 +446,9 @@ public final class Forest<S: Storage> {
         precondition(members.count == configuration.trees.count, "every tree was added")
         precondition(beatCallback == nil && deferredCallback == nil, "one beat at a time")
         precondition(op == opLast + 1, "one beat per op, in op order")
+        // The op's deferred puts join its puts: before the trees sort them (or a replayed
+        // beat skips them), whatever beat is still detached.
+        for work in beatStarts { work() }
         opLast = op
         if op <= replayThroughOp {
             precondition(membersPending == 0, "replayed bookkeeping beats follow open")

@@ -114,6 +114,9 @@ public struct ForestStoreConfiguration: Sendable, Equatable {
             .accountsObject, .accountsId, GrooveIndex<Account>.accounts().map(\.treeId),
             changes: 2 * e, prefetch: 2 * (4 * e + e), cache: caches.accounts, idCache: caches.accountIds,
             indexPuts: 2 * e)
+        // Every transfer updates two accounts: each updated account reaches its object tree
+        // once per op (Groove.swift, "Deferred updates").
+        accounts.defersUpdates = true
         transfers = groove(
             .transfersObject, .transfersId, GrooveIndex<Transfer>.transfers().map(\.treeId),
             changes: batchEventsMax, prefetch: 2 * (2 * e + e), cache: caches.transfers, idCache: caches.transferIds,

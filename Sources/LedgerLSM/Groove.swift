@@ -30,6 +30,18 @@ import LedgerKit
 // as before (usually absent). The undo log holds one entry per id change, at most
 // `changesPerBeatMax`, reserved at init. No beat and no prefetch inside a scope (precondition).
 //
+// ## Deferred updates
+//
+// With `configuration.defersUpdates` (accounts), an update changes the cache (and any index
+// key it moves) at once but not the object tree: the groove records the object's timestamp
+// (GrooveDeferredUpdates) and puts each updated object once, its cached version, in timestamp
+// order, when the op's beat starts (`Forest.addBeatStart`), or before the next prefetch if a
+// host prefetches again without a beat. Within the op the groove answers every read from the
+// cache (see below), and an updated object is touched, so an eviction stashes it until then.
+// A discarded scope drops the updates it recorded, as the cache restores their objects. The
+// object tree then holds the same objects at every beat, with one put per object instead of
+// one per update.
+//
 // ## Prefetch, then execute
 //
 // Per batch: `prefetchStart()` (drops the cache's stash: every change of the previous batch is
@@ -130,6 +142,10 @@ public struct GrooveConfiguration: Sendable, Equatable {
     public var manifest: ManifestConfiguration
     public var blockSize: Int
     public var lookupsMax: Int
+    /// Whether updates reach the object tree once per object at the op's beat instead of one
+    /// put per update (see "Deferred updates"): for objects updated many times per batch
+    /// (accounts).
+    public var defersUpdates = false
 
     public init(
         objectTreeId: UInt16, idTreeId: UInt16?, indexTreeIds: [UInt16], changesPerBeatMax: Int,
@@ -219,6 +235,8 @@ public final class Groove<Object: GrooveObject, S: Storage> {
     /// id → the id tree's value (timestamp, orphaned flag), consulted before the id tree during
     /// prefetch; nil for an id-less groove or `idCacheCapacity` 0. See "Id cache" above.
     public let idCache: CacheMap<IdTreeValue>?
+    /// The op's updates not yet put into the object tree (`configuration.defersUpdates`).
+    private let deferredUpdates: GrooveDeferredUpdates?
 
     // Prefetch state of the current batch (reserved at init, cleared by `prefetchStart`).
     private var ids: [UInt128] = []
@@ -302,6 +320,8 @@ public final class Groove<Object: GrooveObject, S: Storage> {
                 cacheCapacity: configuration.idCacheCapacity, stashCapacity: configuration.stashCapacity,
                 retainsEvictions: false)
             : nil
+        deferredUpdates = configuration.defersUpdates
+            ? GrooveDeferredUpdates(capacity: configuration.changesPerBeatMax) : nil
         let entries = configuration.prefetchEntriesMax
         ids.reserveCapacity(entries)
         enqueueDelayIds = .allocate(capacity: Self.enqueueDelay)
@@ -335,6 +355,9 @@ public final class Groove<Object: GrooveObject, S: Storage> {
             if let tree = indexTrees128[position] { forest.add(tree) }
         }
         forest.add(objectTree)
+        if deferredUpdates != nil {
+            forest.addBeatStart { [unowned self] in self.putDeferredUpdates() }
+        }
     }
 
     // MARK: Changes
@@ -391,9 +414,13 @@ public final class Groove<Object: GrooveObject, S: Storage> {
         precondition(!isPrefetching, "changes happen after prefetch")
         precondition(old.grooveId == new.grooveId, "an update keeps the object's id")
         precondition(old.timestamp == new.timestamp, "an update keeps the object's timestamp")
-        objectTree.put(new)
         putIndexChanges(old: old, new: new)
         cache.upsert(new)
+        if let deferredUpdates {
+            deferredUpdates.record(timestamp: new.timestamp, hint: CacheMap<Object>.slotHintNone)
+        } else {
+            objectTree.put(new)
+        }
     }
 
     /// `update(old:new:)` for execute's read-change-write: the old object is the one the cache
@@ -405,8 +432,29 @@ public final class Groove<Object: GrooveObject, S: Storage> {
             preconditionFailure("an update replaces an object the batch prefetched or inserted")
         }
         precondition(old.grooveId == new.grooveId, "an update keeps the object's id")
-        objectTree.put(new)
+        if let deferredUpdates {
+            deferredUpdates.record(timestamp: new.timestamp, hint: hint)
+        } else {
+            objectTree.put(new)
+        }
         putIndexChanges(old: old, new: new)
+    }
+
+    /// Puts the op's deferred updates into the object tree, each updated object once (its
+    /// cached version), in timestamp order: at the start of the op's beat, and (for a host that
+    /// prefetches again without a beat) before the next prefetch empties the stash.
+    public func putDeferredUpdates() {
+        guard let deferredUpdates else { return }
+        precondition(!isPrefetching, "deferred updates are put between batches")
+        deferredUpdates.drain { timestamp, slot in
+            var hint = slot
+            // An updated object was touched, so an eviction stashed it: it stays findable
+            // until the next prefetch's `compact`.
+            guard let object = cache.get(timestamp, hint: &hint) else {
+                preconditionFailure("a deferred update's object stays cached until it is put")
+            }
+            objectTree.put(object)
+        }
     }
 
     /// For each index whose derived key differs between `old` and `new`: the old key's
@@ -485,6 +533,7 @@ public final class Groove<Object: GrooveObject, S: Storage> {
         objectTree.scopeOpen()
         cache.scopeOpen()
         idCache?.scopeOpen()
+        deferredUpdates?.scopeOpen()
     }
 
     /// Closes the scope; `persist: false` restores the trees, the cache and the batch's id
@@ -501,6 +550,7 @@ public final class Groove<Object: GrooveObject, S: Storage> {
         cache.scopeClose(persist: persist)
         // The id tree dropped the scope's puts: the id cache forgets them too.
         idCache?.scopeClose(persist: persist)
+        deferredUpdates?.scopeClose(persist: persist)
         if !persist {
             // Newest first, so an id changed twice ends with its state before the first change.
             for offset in 0..<idUndoIds.count {
@@ -523,6 +573,7 @@ public final class Groove<Object: GrooveObject, S: Storage> {
     public func prefetchStart() {
         precondition(!isPrefetching, "one prefetch at a time")
         precondition(!scopeIsActive, "a scope closes within its batch")
+        putDeferredUpdates()
         cache.compact()
         idCache?.compact()
         ids.removeAll(keepingCapacity: true)

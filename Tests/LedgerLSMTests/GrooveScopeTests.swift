@@ -351,17 +351,22 @@ final class ScopeGrooveRun {
 @Suite struct GrooveScopeTests {
     static let opCount: UInt64 = 160
 
-    static func configuration() -> GrooveConfiguration {
-        GrooveNode.configuration(cacheCapacity: 32, changesPerBeatMax: 16, prefetchEntriesMax: 64)
+    /// `defersUpdates`: updates reach the object tree at the op's beat (Groove "Deferred
+    /// updates"), as the accounts groove of a ledger does.
+    static func configuration(defersUpdates: Bool = false) -> GrooveConfiguration {
+        var configuration = GrooveNode.configuration(cacheCapacity: 32, changesPerBeatMax: 16, prefetchEntriesMax: 64)
+        configuration.defersUpdates = defersUpdates
+        return configuration
     }
 
-    @Test(arguments: [UInt64(1), 2, 3])
-    func chainsCommitOrVanishAcrossBeatsAndRestarts(seed: UInt64) {
+    @Test(arguments: [UInt64(1), 2, 3], [false, true])
+    func chainsCommitOrVanishAcrossBeatsAndRestarts(seed: UInt64, defersUpdates: Bool) {
         let (wal, model) = ScopeGrooveRun.makeWAL(seed: seed, count: Int(Self.opCount))
         let discarded = wal.flatMap(\.chains).filter { !$0.persist }.count
         #expect(discarded > 20, "seed \(seed): chains were discarded (\(discarded))")
         var prng = PRNG(seed: seed ^ 0x5c0e)
-        let run = ScopeGrooveRun(storageSeed: seed &* 13, wal: wal, configuration: Self.configuration())
+        let run = ScopeGrooveRun(
+            storageSeed: seed &* 13, wal: wal, configuration: Self.configuration(defersUpdates: defersUpdates))
         let harness = run.harness
         // Each turn commits an op or crashes and restarts; crashes are capped, so ops advance.
         while harness.committedOp < Self.opCount && harness.failure == nil {
@@ -425,6 +430,54 @@ final class ScopeGrooveRun {
 }
 
 extension GrooveScopeTests {
+    /// Deferred updates: however often an op updates an object, the object tree gets it once,
+    /// its latest version, when the op's beat starts; a discarded scope's updates are dropped,
+    /// an update before the scope stays; nothing reaches the tree before the beat.
+    @Test func deferredUpdatesReachTheObjectTreeOncePerObjectAtTheBeat() {
+        let harness = GrooveHarness(storageSeed: 5, wal: [], configuration: Self.configuration(defersUpdates: true))
+        let groove = harness.node.groove
+        let accounts = (1...3).map { Account(id: UInt128($0) * 10, ledger: 1, code: 1, timestamp: UInt64($0)) }
+        harness.beginOp(1, forest: harness.node.forest)
+        groove.prefetchStart()
+        var prefetched: Result<Void, GrooveFault>?
+        groove.prefetch { prefetched = $0 }
+        #expect(harness.storage.run(until: { prefetched != nil }))
+        for account in accounts { groove.insert(account) }
+        #expect(harness.runBeat(1, forest: harness.node.forest, crashTicks: nil))
+        #expect(groove.objectTree.memtableCounts.mutable == 3)
+
+        harness.beginOp(2, forest: harness.node.forest)
+        groove.prefetchStart()
+        for account in accounts { groove.prefetchEnqueue(id: account.id) }
+        prefetched = nil
+        groove.prefetch { prefetched = $0 }
+        #expect(harness.storage.run(until: { prefetched != nil }))
+        func bump(_ id: UInt128, by amount: UInt128) {
+            let old = groove.get(id: id)!
+            var new = old
+            new.debitsPosted += amount
+            groove.update(old: old, new: new)
+        }
+        for _ in 0..<5 { bump(10, by: 1) }
+        bump(30, by: 7)
+        groove.scopeOpen()
+        bump(10, by: 100)
+        bump(20, by: 100)
+        groove.scopeClose(persist: false)
+        #expect(groove.objectTree.memtableCounts.mutable == 3, "no update reached the tree before the beat")
+        #expect(harness.runBeat(2, forest: harness.node.forest, crashTicks: nil))
+        // Accounts 10 and 30 once each; 20 only changed in the discarded scope.
+        #expect(groove.objectTree.memtableCounts.mutable == 5)
+        var lookedUp: [UInt64: Account] = [:]
+        for timestamp: UInt64 in [1, 2, 3] {
+            var result: TreeLookupResult<Account>?
+            groove.objectTree.lookup(timestamp) { result = $0 }
+            #expect(harness.storage.run(until: { result != nil }))
+            if case .found(let account)? = result { lookedUp[timestamp] = account }
+        }
+        #expect(lookedUp[1]?.debitsPosted == 5 && lookedUp[2]?.debitsPosted == 0 && lookedUp[3]?.debitsPosted == 7)
+    }
+
     /// A second prefetch round of the same batch adds to the first: earlier answers stay.
     @Test func prefetchRoundsAccumulate() {
         let harness = GrooveHarness(storageSeed: 4, wal: [], configuration: Self.configuration())
