@@ -8,8 +8,8 @@ import LedgerKit
 // first half of the next bar (`mergeStep`), before the second half flushes it to level 0.
 // Merging all runs in the bar's last beat made that beat ~30 × slower than the others.
 //
-// The merge is one pass: a binary heap of run indices ordered by (head key, newest run first),
-// popping into the merge buffer and keeping only the first (newest) value of each key. One pass
+// The merge is one pass: a tournament tree of the runs ordered by (head key, newest run first;
+// RunTournament), taking its winner into the merge buffer and keeping only the first (newest) value of each key. One pass
 // moves each value once (pairwise passes would move it log2(runs) times, too much to spread
 // over a half-bar at ~2 beats' worth per beat). The runs stay intact in `storage` until the
 // merge ends, so lookups and scans read them meanwhile; then `storage` and the merge buffer
@@ -87,12 +87,10 @@ public final class Memtable<Value: TreeValue> {
     private var scopeCount: Int?
     public var scopeIsActive: Bool { scopeCount != nil }
 
-    // The immutable table's merge (see the header): a binary min-heap of run indices, each
-    // run's next position in `storage`, values written to the merge buffer so far, run values
-    // left.
-    private let mergeHeap: UnsafeMutablePointer<Int>
+    // The immutable table's merge (see the header): the tournament of the runs, each run's next
+    // position in `storage`, values written to the merge buffer so far, run values left.
+    private var mergeTournament: RunTournament<Value.Key>
     private let mergeCursors: UnsafeMutablePointer<Int>
-    private var mergeHeapCount = 0
     private var mergeOut = 0
     /// Run values the merge has yet to consume (0 once merged).
     public private(set) var mergeInputsRemaining = 0
@@ -127,7 +125,7 @@ public final class Memtable<Value: TreeValue> {
         sortScratch = .allocate(capacity: self.sortScratchCapacity)
         radixSort = Value.keyWordCount > 0 ? KeyRadixSort() : nil
         runEnds = .allocate(capacity: runsMax + 1)
-        mergeHeap = .allocate(capacity: runsMax + 1)
+        mergeTournament = RunTournament(runsMax: runsMax + 1)
         mergeCursors = .allocate(capacity: runsMax + 1)
     }
 
@@ -135,7 +133,7 @@ public final class Memtable<Value: TreeValue> {
         storage.deallocate()
         sortScratch.deallocate()
         runEnds.deallocate()
-        mergeHeap.deallocate()
+        mergeTournament.deallocate()
         mergeCursors.deallocate()
     }
 
@@ -230,7 +228,6 @@ public final class Memtable<Value: TreeValue> {
 
     /// Sets up the paced merge of the runs (`mergeStep`); a table of one run is merged already.
     private func startMerge() {
-        mergeHeapCount = 0
         mergeOut = 0
         // One run (or none) is sorted with each key once: merged as it is, no copy.
         if runCount <= 1 {
@@ -244,8 +241,8 @@ public final class Memtable<Value: TreeValue> {
         for run in 0..<runCount {
             mergeCursors[run] = run == 0 ? 0 : runEnds[run - 1]
             precondition(mergeCursors[run] < runEnds[run], "a memtable run holds a value")
-            heapPush(run)
         }
+        mergeTournament.start(runCount: runCount) { run in storage[mergeCursors[run]].key }
         isMerged = false
     }
 
@@ -298,53 +295,23 @@ public final class Memtable<Value: TreeValue> {
         precondition(mergeBuffer.merging === self, "a paced merge owns the shared buffer until it ends")
         let output = mergeBuffer.values
         var budget = min(inputsMax, mergeInputsRemaining)
-        // Each turn consumes at least one run value: bounded by `budget`.
+        // Each turn consumes one run value: bounded by `budget`.
         while budget > 0 {
-            let run = mergeHeap[0]
-            var cursor = mergeCursors[run]
+            let run = mergeTournament.winner
+            let cursor = mergeCursors[run]
             let value = storage[cursor]
-            // Equal keys pop newest run first: only the first of a key is kept.
+            // Equal keys come newest run first: only the first of a key is kept.
             if mergeOut == 0 || output[mergeOut - 1].key != value.key {
                 (output + mergeOut).initialize(to: value)
                 mergeOut += 1
             }
-            cursor += 1
             budget -= 1
-            // Then, in bulk, the run's values that precede every other run's head: they are
-            // next in key order and unique (a run holds a key once, and no other run has a key
-            // below the bound). A key equal to the bound goes through the heap, which orders
-            // equal keys newest first. A large run absorbing a few small ones (a held-back
-            // immutable table) is then copied in long stretches, not value by value.
-            let stretchEnd = min(runEnds[run], cursor + budget)
-            if cursor < stretchEnd {
-                let stretch: Int
-                if mergeHeapCount == 1 {
-                    stretch = stretchEnd - cursor
-                } else {
-                    var bound = storage[mergeCursors[mergeHeap[1]]].key
-                    if mergeHeapCount > 2 {
-                        let other = storage[mergeCursors[mergeHeap[2]]].key
-                        if other < bound { bound = other }
-                    }
-                    stretch = firstNotBelow(bound, from: cursor, end: stretchEnd) - cursor
-                }
-                if stretch > 0 {
-                    (output + mergeOut).initialize(from: storage + cursor, count: stretch)
-                    mergeOut += stretch
-                    cursor += stretch
-                    budget -= stretch
-                }
-            }
-            mergeInputsRemaining -= cursor - mergeCursors[run]
-            mergeCursors[run] = cursor
-            if cursor == runEnds[run] {
-                mergeHeapCount -= 1
-                mergeHeap[0] = mergeHeap[mergeHeapCount]
-            }
-            if mergeHeapCount > 0 { heapSiftDown(0) }
+            mergeInputsRemaining -= 1
+            mergeCursors[run] = cursor + 1
+            mergeTournament.advanceWinner(next: cursor + 1 < runEnds[run] ? storage[cursor + 1].key : nil)
         }
         if mergeInputsRemaining == 0 {
-            precondition(mergeHeapCount == 0, "every run consumed when no input remains")
+            precondition(!mergeTournament.isLive, "every run consumed when no input remains")
             // Every value now lives in the merge buffer: it becomes the storage, one run, and
             // the old storage becomes the buffer.
             swap(&storage, &mergeBuffer.values)
@@ -378,71 +345,8 @@ public final class Memtable<Value: TreeValue> {
         runCount = 0
         isImmutable = false
         isMerged = false
-        mergeHeapCount = 0
         mergeOut = 0
         mergeInputsRemaining = 0
-    }
-
-    /// The first index in `from..<end` of an ascending run whose key is not below `bound`
-    /// (`end` if none): a galloping search, O(log distance), so short stretches cost little.
-    private func firstNotBelow(_ bound: Value.Key, from start: Int, end: Int) -> Int {
-        // Gallop: probe start, start+1, start+3, start+7, … until a key reaches the bound.
-        var low = start
-        var step = 1
-        var high = start
-        // Doubles `step` each turn: ≤ log2(end - start) + 1 turns.
-        while high < end {
-            if !(storage[high].key < bound) { break }
-            low = high + 1
-            high = start + 2 * step - 1
-            step *= 2
-        }
-        high = min(high, end)
-        // Binary search in low..<high: every key before `low` is below the bound, the key at
-        // `high` (if inside the run) is not.
-        while low < high {
-            let middle = low + (high - low) / 2
-            if storage[middle].key < bound { low = middle + 1 } else { high = middle }
-        }
-        return low
-    }
-
-    // MARK: - Merge heap
-
-    /// Whether run `a`'s next value goes before run `b`'s: the smaller key, or on equal keys
-    /// the newer run (so the newest value of a key is popped first).
-    private func heapPrecedes(_ a: Int, _ b: Int) -> Bool {
-        let keyA = storage[mergeCursors[a]].key
-        let keyB = storage[mergeCursors[b]].key
-        return keyA < keyB || (keyA == keyB && a > b)
-    }
-
-    private func heapPush(_ run: Int) {
-        precondition(mergeHeapCount <= runsMax, "the merge heap holds every run")
-        var slot = mergeHeapCount
-        mergeHeap[slot] = run
-        mergeHeapCount += 1
-        // Halves `slot` each turn: ≤ log2(runs) turns.
-        while slot > 0 {
-            let parent = (slot - 1) / 2
-            if !heapPrecedes(mergeHeap[slot], mergeHeap[parent]) { break }
-            (mergeHeap[slot], mergeHeap[parent]) = (mergeHeap[parent], mergeHeap[slot])
-            slot = parent
-        }
-    }
-
-    private func heapSiftDown(_ start: Int) {
-        var slot = start
-        // Doubles `slot` each turn: ≤ log2(runs) turns.
-        while true {
-            let left = 2 * slot + 1
-            if left >= mergeHeapCount { return }
-            var child = left
-            if left + 1 < mergeHeapCount && heapPrecedes(mergeHeap[left + 1], mergeHeap[left]) { child = left + 1 }
-            if !heapPrecedes(mergeHeap[child], mergeHeap[slot]) { return }
-            (mergeHeap[slot], mergeHeap[child]) = (mergeHeap[child], mergeHeap[slot])
-            slot = child
-        }
     }
 
     // MARK: - Sorting
