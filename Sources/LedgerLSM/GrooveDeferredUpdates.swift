@@ -75,8 +75,9 @@ final class GrooveDeferredUpdates {
         // Stable: equal timestamps keep record order, so the last of each run is the latest.
         let sorted = sort.sort(entries, count, scratch: scratch)
         // Bounded by count.
-        for index in 0..<count where index + 1 == count || sorted[index + 1].timestamp != sorted[index].timestamp {
-            body(sorted[index].timestamp, sorted[index].hint)
+        for index in 0..<count {
+            let isLastOfItsTimestamp = index + 1 == count || sorted[index + 1].timestamp != sorted[index].timestamp
+            if isLastOfItsTimestamp { body(sorted[index].timestamp, sorted[index].hint) }
         }
         count = 0
     }

@@ -9,12 +9,12 @@ import LedgerKit
 // Merging all runs in the bar's last beat made that beat ~30 × slower than the others.
 //
 // The merge is one pass: a tournament tree of the runs ordered by (head key, newest run first;
-// RunTournament), taking its winner into the merge buffer and keeping only the first (newest) value of each key. One pass
-// moves each value once (pairwise passes would move it log2(runs) times, too much to spread
-// over a half-bar at ~2 beats' worth per beat). The runs stay intact in `storage` until the
-// merge ends, so lookups and scans read them meanwhile; then `storage` and the merge buffer
-// swap. A table of one run (keys that only ascend: object trees by timestamp, time-based ids)
-// is merged already: no pass, no copy.
+// RunTournament), taking its winner into the merge buffer and keeping only the first (newest)
+// value of each key. One pass moves each value once (pairwise passes would move it log2(runs)
+// times, too much to spread over a half-bar at ~2 beats' worth per beat). The runs stay intact
+// in `storage` until the merge ends, so lookups and scans read them meanwhile; then `storage`
+// and the merge buffer swap. A table of one run (keys that only ascend: object trees by
+// timestamp, time-based ids) is merged already: no pass, no copy.
 //
 // Sketch (transfers, production): one bar = 32 beats × 8,189 puts = 262 k values of 128 B =
 // 32 MiB (allocated once at init, never after). A beat's puts whose keys already ascend are a

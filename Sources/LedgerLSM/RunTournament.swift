@@ -58,11 +58,12 @@ struct RunTournament<Key: Comparable> {
             live[run] = run < runCount
             if run < runCount { heads[run] = head(run) }
         }
-        // Plays every match bottom-up; winners[node] lives only during the build, kept in
-        // `losers` of the level above by replaying: simplest is to replay each leaf in turn
-        // against an empty tree (a finished run's slot loses to anything).
+        // Leaves enter one by one, from the left: each climbs, playing the runs waiting at full
+        // nodes, until it waits at an empty node (-1) for the winner of the sibling subtree;
+        // the last leaf finds every node on its path full and sets the winner. A padding leaf
+        // (past `runCount`) is finished and loses every match it plays.
         for node in 1..<leafCount { losers[node] = -1 }
-        // Each leaf climbs to the first empty node or to the root: ≤ log2(leaves) steps each.
+        // Each leaf climbs to the first empty node or past the root: ≤ log2(leaves) steps each.
         for run in 0..<leafCount { climb(run, fillingEmpty: true) }
     }
 
