@@ -258,6 +258,26 @@ public final class CacheMap<Value: TreeValue> {
         }
     }
 
+    /// Starts loading the value lines of the slot `hint` names, and its set's occupancy and
+    /// touch marks (what a hinted `get` reads). Loads only: a stale or foreign hint costs a
+    /// wasted load; an out-of-range one loads nothing.
+    @inline(__always)
+    public func prefetchSlot(_ hint: SlotHint) {
+        let value: UnsafeRawPointer
+        if hint >= 0 {
+            guard hint < cacheCapacity else { return }
+            let set = hint / Self.ways
+            ledger_prefetch_read(UnsafeRawPointer(cacheOccupied.baseAddress! + set))
+            if stashesOnlyTouched { ledger_prefetch_read(UnsafeRawPointer(cacheTouched.baseAddress! + set)) }
+            value = UnsafeRawPointer(cacheValues.baseAddress! + hint)
+        } else {
+            guard hint != Self.slotHintNone, ~hint <= stashMask else { return }
+            ledger_prefetch_read(UnsafeRawPointer(stashUsed.baseAddress! + ~hint))
+            value = UnsafeRawPointer(stashValues.baseAddress! + ~hint)
+        }
+        for offset in stride(from: 0, to: MemoryLayout<Value>.stride, by: 64) { ledger_prefetch_read(value + offset) }
+    }
+
     // MARK: Slot hints (execute's "find once, then read and write in place")
 
     /// Where a value was found: a cache slot (≥ 0) or a stash slot (`~slot`, < 0); `none`

@@ -446,7 +446,7 @@ public final class Groove<Object: GrooveObject, S: Storage> {
     public func putDeferredUpdates() {
         guard let deferredUpdates else { return }
         precondition(!isPrefetching, "deferred updates are put between batches")
-        deferredUpdates.drain { timestamp, slot in
+        deferredUpdates.drain(ahead: { cache.prefetchSlot($0) }) { timestamp, slot in
             var hint = slot
             // An updated object was touched, so an eviction stashed it: it stays findable
             // until the next prefetch's `compact`.

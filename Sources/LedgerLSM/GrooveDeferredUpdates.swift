@@ -67,15 +67,24 @@ final class GrooveDeferredUpdates {
         if !persist { count = mark }
     }
 
+    /// How many entries ahead of the one `drain` passes to `body` it passes to `ahead`: the
+    /// hinted slots are random lines of a cache of tens of MiB, so reading each when its turn
+    /// comes waits for memory (~6 % of a forest batch); loading them this far ahead overlaps
+    /// those misses (a few entries are ~1 µs of work, enough for a miss to complete).
+    static var aheadDistance: Int { 8 }
+
     /// Calls `body` with each recorded timestamp once, ascending, and the hint of its latest
-    /// update; then forgets them all.
-    func drain(_ body: (_ timestamp: UInt64, _ hint: Int) -> Void) {
+    /// update; then forgets them all. `ahead` gets the hint of the entry `aheadDistance`
+    /// positions later (a hint to load its lines; it may be superseded by a later update).
+    func drain(ahead: (_ hint: Int) -> Void, _ body: (_ timestamp: UInt64, _ hint: Int) -> Void) {
         precondition(countAtScopeOpen == nil, "updates are put once their scopes closed")
         guard count > 0 else { return }
         // Stable: equal timestamps keep record order, so the last of each run is the latest.
         let sorted = sort.sort(entries, count, scratch: scratch)
+        for index in 0..<min(Self.aheadDistance, count) { ahead(sorted[index].hint) }
         // Bounded by count.
         for index in 0..<count {
+            if index + Self.aheadDistance < count { ahead(sorted[index + Self.aheadDistance].hint) }
             let isLastOfItsTimestamp = index + 1 == count || sorted[index + 1].timestamp != sorted[index].timestamp
             if isLastOfItsTimestamp { body(sorted[index].timestamp, sorted[index].hint) }
         }

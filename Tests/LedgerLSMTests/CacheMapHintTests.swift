@@ -13,7 +13,14 @@ import Testing
             map.prefetchPlacement(of: key, stash: true)
             map.prefetchPlacement(of: key, stash: false)
             map.prefetchValue(of: key)
+            // Slot hints of every kind: current, stale, stash, out of range, none.
+            map.prefetchSlot(map.slotHint(of: key))
+            map.prefetchSlot(Int(key))
+            map.prefetchSlot(~Int(key))
         }
+        map.prefetchSlot(CacheMap<CacheMapTestObject>.slotHintNone)
+        map.prefetchSlot(Int.max)
+        map.prefetchSlot(~Int(1 << 40))
         #expect(map.hitsCache == counters.0)
         #expect(map.hitsStash == counters.1)
         #expect(map.misses == counters.2)
