@@ -283,7 +283,9 @@ public final class ForestStore<S: Storage>: LedgerStore {
 
     public func insertTransfer(_ transfer: Transfer) {
         precondition(transfer.timestamp > transferTimestampMax, "transfers are inserted in timestamp order")
-        transfers.insert(transfer)
+        // Only a pending transfer is read again soon (its post, void or expiry): the others go
+        // to the trees alone (Groove.swift, "Uncached inserts").
+        transfers.insert(transfer, cached: transfer.flags.contains(.pending))
         transferTimestampMax = transfer.timestamp
         if transfer.flags.contains(.pending) {
             transfersPending.insert(TransferPendingRecord(timestamp: transfer.timestamp, status: .pending))

@@ -42,6 +42,19 @@ import LedgerKit
 // object tree then holds the same objects at every beat, with one put per object instead of
 // one per update.
 //
+// ## Uncached inserts
+//
+// `insert(_:cached: false)` puts a new object into its trees but not into the object cache or
+// the id cache: for objects the next batches are unlikely to read (a single-phase transfer:
+// nothing posts or voids it; ForestStore.insertTransfer caches only pending ones). Caching
+// them cost ~3 ms of a batch of 8189 transfers (an insert into a set of a cache of MiBs, a
+// 128-byte copy, an eviction, for the object and again for its id), and the caches held only
+// the last few batches' transfers, which the trees' memtables hold anyway. A later batch that
+// names one finds it through the trees (the memtables, then the tables) like any evicted
+// object. Within the batch, its id answer is in `idStates` as for any insert, and a get of its
+// object that misses the cache searches the object tree's current puts (a binary search: an
+// object tree's inserts ascend by timestamp), so reads of the same batch see it as before.
+//
 // ## Prefetch, then execute
 //
 // Per batch: `prefetchStart()` (drops the cache's stash: every change of the previous batch is
@@ -258,6 +271,9 @@ public final class Groove<Object: GrooveObject, S: Storage> {
     private var objectNext = 0
     private var isPrefetching = false
     private var isPrefetched = false
+    /// Inserts this batch made without caching their objects (`insert(_:cached:)`): while
+    /// nonzero, a cache miss also searches the object tree's current puts.
+    private var uncachedInserts = 0
     private var isStepping = false
     private var prefetchFault: GrooveFault?
     private var prefetchCallback: PrefetchCallback?
@@ -363,17 +379,18 @@ public final class Groove<Object: GrooveObject, S: Storage> {
     // MARK: Changes
 
     /// Inserts a new object: the object tree, the id tree, each index whose field is present,
-    /// and the cache.
-    public func insert(_ object: Object) {
+    /// and, if `cached`, the cache and the id cache (see "Uncached inserts").
+    public func insert(_ object: Object, cached: Bool = true) {
         precondition(!isPrefetching, "changes happen after prefetch")
         precondition(object.timestamp != 0, "an object has a timestamp")
         objectTree.put(object)
         if let id = object.grooveId {
             let value = IdTreeValue(id: id, timestamp: object.timestamp)
             requireIdTree().put(value)
-            idCache?.upsert(value)
+            if cached { idCache?.upsert(value) }
             recordId(id, .found(timestamp: object.timestamp))
         }
+        if !cached { uncachedInserts += 1 }
         if derivesStatically {
             for position in 0..<indexes.count {
                 if let field = Object.indexField(object, number: position) {
@@ -391,7 +408,7 @@ public final class Groove<Object: GrooveObject, S: Storage> {
                 }
             }
         }
-        cache.upsert(object)
+        if cached { cache.upsert(object) }
     }
 
     /// `insert` into the object tree only, not the cache: for an id-less, index-less groove of
@@ -581,6 +598,7 @@ public final class Groove<Object: GrooveObject, S: Storage> {
         idStates.removeAll()
         objectQueue.removeAll(keepingCapacity: true)
         timestamps.removeAll()
+        uncachedInserts = 0
         idNext = 0
         idNextMissedCache = false
         objectNext = 0
@@ -846,11 +864,19 @@ public final class Groove<Object: GrooveObject, S: Storage> {
         case .pending: preconditionFailure("a completed prefetch resolved every id")
         case .notFound, .orphaned: return nil
         case .found(let timestamp):
-            guard let object = cache.get(timestamp) else {
+            guard let object = cache.get(timestamp) ?? uncachedInsert(timestamp) else {
                 preconditionFailure("a prefetched object stays in the cache or its stash until the next batch")
             }
             return object
         }
+    }
+
+    /// The object this batch inserted at `timestamp` without caching it, if any: the object
+    /// tree's current puts (a binary search: an object tree's inserts ascend). Only searched
+    /// when the batch made an uncached insert, so a missing prefetch still fails its check.
+    private func uncachedInsert(_ timestamp: UInt64) -> Object? {
+        guard uncachedInserts > 0 else { return nil }
+        return objectTree.getCurrentBeat(timestamp)
     }
 
     /// The timestamp of the object with `id`, nil if it does not exist (or its id is orphaned):
@@ -871,7 +897,7 @@ public final class Groove<Object: GrooveObject, S: Storage> {
     /// it (CacheMap slot hints).
     public func get(timestamp: UInt64, hint: inout CacheMap<Object>.SlotHint) -> Object? {
         precondition(isPrefetched, "gets follow a completed prefetch")
-        if let object = cache.get(timestamp, hint: &hint) { return object }
+        if let object = cache.get(timestamp, hint: &hint) ?? uncachedInsert(timestamp) { return object }
         precondition(timestamps.get(timestamp) == true, "get(timestamp:) of a timestamp not prefetched this batch")
         return nil
     }
@@ -880,7 +906,7 @@ public final class Groove<Object: GrooveObject, S: Storage> {
     /// (directly, or as a prefetched id's object) or changed this batch.
     public func get(timestamp: UInt64) -> Object? {
         precondition(isPrefetched, "gets follow a completed prefetch")
-        if let object = cache.get(timestamp) { return object }
+        if let object = cache.get(timestamp) ?? uncachedInsert(timestamp) { return object }
         // Not in the cache: the object tree must have lacked it (`true`); a found object stays
         // in the cache or its stash until the next batch.
         precondition(timestamps.get(timestamp) == true, "get(timestamp:) of a timestamp not prefetched this batch")

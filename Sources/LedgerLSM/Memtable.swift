@@ -155,9 +155,17 @@ public final class Memtable<Value: TreeValue> {
     public func put(_ value: Value) {
         precondition(!isImmutable, "an immutable memtable takes no puts")
         precondition(count < capacity, "the memtable has room (sized for one bar)")
+        suffixAscends = count == sortedCount || (suffixAscends && storage[count - 1].key < value.key)
         (storage + count).initialize(to: value)
         count += 1
     }
+
+    /// Whether the unsorted suffix's keys strictly ascend in put order (an object tree's inserts
+    /// by creation timestamp): `get` then binary-searches it, and the beat's sort takes it as a
+    /// run without a pass. Kept by `put`; true for an empty suffix. A discarded scope's
+    /// truncation leaves it as it was (a truncated ascending suffix still ascends; false is
+    /// only ever a missed fast path).
+    private var suffixAscends = true
 
     /// Opens a scope: the puts until `scopeClose(persist:)` can be discarded together.
     public func scopeOpen() {
@@ -177,13 +185,7 @@ public final class Memtable<Value: TreeValue> {
 
     /// The newest value of `key` (a tombstone included), or nil.
     public func get(_ key: Value.Key) -> Value? {
-        let suffixStart = sortedCount
-        // The current beat's puts, newest first: ≤ one beat of puts.
-        var index = count
-        while index > suffixStart {
-            index -= 1
-            if storage[index].key == key { return storage[index] }
-        }
+        if let value = getUnsorted(key) { return value }
         var run = runCount
         while run > 0 {
             run -= 1
@@ -196,6 +198,24 @@ public final class Memtable<Value: TreeValue> {
                   !(key < first.key), !(last.key < key)
             else { continue }
             if let value = ValueBlock<Value>.find(values, key) { return value }
+        }
+        return nil
+    }
+
+    /// The newest value of `key` among the puts since the last `sortSuffix` (the current
+    /// beat's), or nil.
+    public func getUnsorted(_ key: Value.Key) -> Value? {
+        let suffixStart = sortedCount
+        if suffixAscends {
+            // Each key at most once: a binary search.
+            let suffix = UnsafeBufferPointer(start: storage + suffixStart, count: count - suffixStart)
+            return ValueBlock<Value>.find(suffix, key)
+        }
+        // Newest first: ≤ one beat of puts.
+        var index = count
+        while index > suffixStart {
+            index -= 1
+            if storage[index].key == key { return storage[index] }
         }
         return nil
     }
@@ -360,7 +380,7 @@ public final class Memtable<Value: TreeValue> {
         // timestamp, an id tree of time-based ids) are a run as they are, with no duplicates to
         // drop; one pass of compares instead of a sort. If the run also starts above the
         // previous run's last key, it extends that run: fewer runs, faster lookups and merges.
-        if Self.ascendsStrictly(storage + start, length) {
+        if suffixAscends || Self.ascendsStrictly(storage + start, length) {
             if runCount > 0, runEnds[runCount - 1] == start, start > 0, storage[start - 1].key < storage[start].key {
                 runEnds[runCount - 1] = count
             } else {

@@ -302,6 +302,13 @@ public final class Tree<Value: TreeValue, S: Storage> {
         return .notInMemory
     }
 
+    /// The value of `key` put since the last beat (the mutable memtable's unsorted puts), or
+    /// nil; a tombstone counts as no value.
+    public func getCurrentBeat(_ key: Value.Key) -> Value? {
+        guard let value = mutable.getUnsorted(key), !value.isTombstone else { return nil }
+        return value
+    }
+
     /// Values in the memtables (the mutable one's count includes duplicates of the current beat,
     /// the immutable one's keys in several runs until its merge ends).
     public var memtableCounts: (mutable: Int, immutable: Int) { (mutable.count, immutable.count) }
