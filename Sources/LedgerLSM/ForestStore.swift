@@ -185,7 +185,8 @@ public final class ForestStore<S: Storage>: LedgerStore {
     /// `timestamp`); then (`records` true, nearer) the accounts' cache sets, found through the
     /// now-loaded batch map. Loads only: answers are unchanged.
     public func hint(
-        accountId: UInt128, otherAccountId: UInt128, transferId: UInt128, timestamp: UInt64, records: Bool
+        accountId: UInt128, otherAccountId: UInt128, transferId: UInt128, timestamp: UInt64, pending: Bool,
+        records: Bool
     ) {
         if records {
             // The ring's entries from `accountValueHintLag` hints ago: their tags are loaded.
@@ -199,8 +200,9 @@ public final class ForestStore<S: Storage>: LedgerStore {
             if accountId != 0 { accounts.hintId(accountId, idCache: false) }
             if otherAccountId != 0 { accounts.hintId(otherAccountId, idCache: false) }
             if transferId != 0 {
-                transfers.hintId(transferId, idCache: true)
-                transfers.cache.prefetchPlacement(of: timestamp, stash: true)
+                // The caches' sets only for a transfer they will take (`insertTransfer`).
+                transfers.hintId(transferId, idCache: pending)
+                if pending { transfers.cache.prefetchPlacement(of: timestamp, stash: true) }
             }
         }
     }

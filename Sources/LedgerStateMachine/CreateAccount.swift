@@ -11,7 +11,9 @@ extension StateMachine {
             isTransient: { _ in false },  // create_accounts has no transient codes.
             hint: { account, timestamp, records in
                 if !records {
-                    store.hint(accountId: account.id, otherAccountId: 0, transferId: 0, timestamp: timestamp, records: false)
+                    store.hint(
+                        accountId: account.id, otherAccountId: 0, transferId: 0, timestamp: timestamp, pending: false,
+                        records: false)
                 }
             },
             createOne: { account, slotTimestamp in createAccount(account, slotTimestamp) })

@@ -12,7 +12,8 @@ extension StateMachine {
             hint: { transfer, timestamp, records in
                 store.hint(
                     accountId: transfer.debitAccountId, otherAccountId: transfer.creditAccountId,
-                    transferId: transfer.id, timestamp: timestamp, records: records)
+                    transferId: transfer.id, timestamp: timestamp, pending: transfer.flags.contains(.pending),
+                    records: records)
             },
             createOne: { transfer, slotTimestamp in createTransfer(transfer, slotTimestamp) })
     }

@@ -77,8 +77,12 @@ public protocol LedgerStore: AnyObject {
     /// CPU cache may ignore them; the in-memory store uses them to overlap cache misses, which
     /// a whole-batch prefetch cannot do once a batch's data outgrows the CPU cache.
     /// `timestamp` is the event's timestamp should it be created (its slot timestamp, or its
-    /// own if imported): where a store will insert it. A guess only: the event may fail.
-    func hint(accountId: UInt128, otherAccountId: UInt128, transferId: UInt128, timestamp: UInt64, records: Bool)
+    /// own if imported): where a store will insert it. `pending`: the event would create a
+    /// pending transfer (a store may keep those closer at hand: the forest caches only them).
+    /// A guess only: the event may fail.
+    func hint(
+        accountId: UInt128, otherAccountId: UInt128, transferId: UInt128, timestamp: UInt64, pending: Bool,
+        records: Bool)
 
     // MARK: Accounts
 

@@ -106,7 +106,8 @@ public final class MemoryStore: LedgerStore {
     }
 
     public func hint(
-        accountId: UInt128, otherAccountId: UInt128, transferId: UInt128, timestamp: UInt64, records: Bool
+        accountId: UInt128, otherAccountId: UInt128, transferId: UInt128, timestamp: UInt64, pending: Bool,
+        records: Bool
     ) {
         if records {
             if accountId != 0, let index = accountIds.find(accountId) {
