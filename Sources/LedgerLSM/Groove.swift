@@ -696,6 +696,12 @@ public final class Groove<Object: GrooveObject, S: Storage> {
                 started = true
                 idProgressed = true
                 let idTree = requireIdTree()
+                // A new time-based id is above every id the tree holds: absent, no search.
+                if idTree.isAboveEveryKey(id) {
+                    idStates.put(id, .notFound)
+                    idSlotsFree.append(slot)
+                    continue
+                }
                 switch idTree.getCached(id) {
                 case .found(let value):
                     idCache?.upsert(value)

@@ -106,7 +106,14 @@ public struct Manifest<Key: Comparable & BitwiseCopyable> {
         precondition(Int(table.level) < levels.count, "a table's level is below levelCount")
         assert(locate(table) == nil, "a table is in one level at a time")
         levels[Int(table.level)].insert(table)
+        let key = table.keyMax.load(as: Key.self)
+        if let keyBound, !(keyBound < key) { return }
+        keyBound = key
     }
+
+    /// A key at least as large as every key of every table inserted (nil: none yet). Never
+    /// lowered by a removal: an upper bound (Tree.keyBound).
+    public private(set) var keyBound: Key?
 
     /// Removes the table with `table`'s identity from `table.level`.
     @discardableResult

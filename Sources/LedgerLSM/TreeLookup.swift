@@ -88,6 +88,10 @@ extension Tree {
     public func lookup(
         _ key: Value.Key, snapshot: UInt64 = TableInfo.snapshotLatest, completion: TreeLookupCompletion<Value>
     ) {
+        if isAboveEveryKey(key) {
+            completion.body(.notFound)
+            return
+        }
         switch getCached(key) {
         case .found(let value):
             completion.body(.found(value))

@@ -138,6 +138,55 @@ import Testing
         #expect(harness.check(3) == nil)
     }
 
+    /// `keyBound` covers every key put (tombstones too) and every table an opened tree loads;
+    /// a key above it is absent at once, without a search or a read.
+    @Test func keyBoundAnswersKeysAboveEveryKeyAndCoversOpenedTables() throws {
+        let configuration = TreeHarness<TreeTestObject>.configuration(valuesPerBeatMax: 20, growthFactor: 64)
+        let harness = TreeHarness<TreeTestObject>(storageSeed: 7, configuration: configuration)
+        #expect(harness.tree.keyBound == nil, "an empty tree bounds nothing")
+        #expect(harness.tree.isAboveEveryKey(0))
+        var id: UInt64 = 0
+        // Six bars of ascending keys: tables on the grid, the last bar in the memtables.
+        for _ in 0..<(6 * configuration.compactionOps) {
+            for _ in 0..<20 {
+                id += 3
+                harness.put(TreeTestObject(id: id, version: id))
+            }
+            #expect(harness.commit())
+        }
+        harness.put(TreeTestObject(id: 1, version: 99))  // A lower key leaves the bound alone.
+        #expect(harness.tree.keyBound == id)
+        harness.put(.tombstone(key: id + 100))  // A tombstone's key counts.
+        #expect(harness.tree.keyBound == id + 100)
+        #expect(!harness.tree.isAboveEveryKey(id + 100))
+        #expect(harness.tree.isAboveEveryKey(id + 101))
+        let reads = harness.grid.statistics.readsFromStorage
+        var answer: TreeLookupResult<TreeTestObject>?
+        harness.tree.lookup(id + 101) { answer = $0 }
+        guard case .notFound? = answer else {
+            Issue.record("a key above the bound is absent before lookup returns: \(String(describing: answer))")
+            return
+        }
+        #expect(harness.grid.statistics.readsFromStorage == reads, "and read nothing")
+
+        // A tree opened on the tables bounds their keys.
+        let tables = Array(harness.tree.manifest.levelsTables().joined())
+        #expect(!tables.isEmpty, "keys reached tables")
+        let tableMax = tables.map { $0.keyMax.load(as: UInt64.self) }.max() ?? 0
+        let opened = Tree<TreeTestObject, SimulatedStorage>(
+            treeId: 9, grid: harness.grid, freeSet: harness.freeSet, configuration: configuration)
+        try opened.open(tables: tables)
+        #expect(opened.keyBound == tableMax, "the opened tree's bound is its tables' largest key")
+        var found: TreeLookupResult<TreeTestObject>?
+        opened.lookup(tableMax) { found = $0 }
+        _ = harness.storage.run(until: { found != nil })
+        guard case .found(let value)? = found else {
+            Issue.record("the largest key of the tables is found: \(String(describing: found))")
+            return
+        }
+        #expect(value.id == tableMax)
+    }
+
     /// The flush of one bar is spread over the beats of the second half-bar, and its tables
     /// appear only at its end.
     @Test func flushIsPacedOverTheSecondHalfBar() {
