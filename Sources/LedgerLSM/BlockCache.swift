@@ -1,3 +1,4 @@
+import CLedgerHints
 import LedgerIO
 import LedgerKit
 
@@ -374,8 +375,12 @@ public final class BlockCache {
 
     private func find(_ address: UInt64, tag: UInt16, set: Int) -> Int? {
         let base = set * Self.ways
-        for way in 0..<Self.ways where tags[base + way] == tag && addresses[base + way] == address {
-            return way
+        var matches = ledger_tag_matches16(tags.baseAddress! + base, tag)
+        // Bounded by the 16 ways: one bit cleared per turn.
+        while matches != 0 {
+            let way = matches.trailingZeroBitCount
+            if addresses[base + way] == address { return way }
+            matches &= matches - 1
         }
         return nil
     }

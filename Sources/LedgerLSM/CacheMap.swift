@@ -250,11 +250,13 @@ public final class CacheMap<Value: TreeValue> {
         guard cacheCapacity > 0 else { return }
         let (set, tag) = placement(Self.hash(key))
         let base = set * Self.ways
-        let occupied = cacheOccupied[set]
-        for way in 0..<Self.ways where occupied & (UInt16(1) << UInt16(way)) != 0 && cacheTags[base + way] == tag {
-            let value = UnsafeRawPointer(cacheValues.baseAddress! + base + way)
+        var matches = tagMatches(set: set, tag: tag)
+        // Bounded by the 16 ways: one bit cleared per turn.
+        while matches != 0 {
+            let value = UnsafeRawPointer(cacheValues.baseAddress! + base + matches.trailingZeroBitCount)
             ledger_prefetch_read(value)
             if MemoryLayout<Value>.stride > 64 { ledger_prefetch_read(value + 64) }
+            matches &= matches - 1
         }
     }
 
@@ -582,14 +584,20 @@ public final class CacheMap<Value: TreeValue> {
 
     private func cacheFind(_ key: Key, set: Int, tag: UInt16) -> Int? {
         let base = set * Self.ways
-        let occupied = cacheOccupied[set]
-        for way in 0..<Self.ways
-        where occupied & (UInt16(1) << UInt16(way)) != 0 && cacheTags[base + way] == tag
-            && cacheValues[base + way].key == key
-        {
-            return way
+        var matches = tagMatches(set: set, tag: tag)
+        // Bounded by the 16 ways: one bit cleared per turn.
+        while matches != 0 {
+            let way = matches.trailingZeroBitCount
+            if cacheValues[base + way].key == key { return way }
+            matches &= matches - 1
         }
         return nil
+    }
+
+    /// The occupied ways of `set` whose tag is `tag` (bit `way`).
+    @inline(__always)
+    private func tagMatches(set: Int, tag: UInt16) -> UInt32 {
+        ledger_tag_matches16(cacheTags.baseAddress! + set * Self.ways, tag) & UInt32(cacheOccupied[set])
     }
 
     /// Marks the way as touched in the current generation (`stashesOnlyTouched`).

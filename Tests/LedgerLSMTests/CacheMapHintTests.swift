@@ -1,3 +1,4 @@
+import CLedgerHints
 import LedgerKit
 import LedgerLSM
 import Testing
@@ -52,5 +53,26 @@ import Testing
         map.scopeClose(persist: false)
         for key in UInt64(201)...208 { #expect(map.peek(key) == nil, "key \(key) was discarded") }
         #expect(map.stashCount == 0)
+    }
+}
+
+/// The vector tag compare of the set-associative caches against a plain loop.
+@Suite struct TagMatchTests {
+    @Test func matchesEveryWayWhoseTagIsEqual() {
+        var prng = PRNG(seed: 77)
+        var tags = [UInt16](repeating: 0, count: 16)
+        for round in 0..<2_000 {
+            // Small tag domains make repeats (several matching ways) common; 0xffff and 0x8000
+            // check that no lane is read as signed.
+            let domain: UInt64 = round % 3 == 0 ? 4 : 65_536
+            for way in 0..<16 { tags[way] = UInt16(prng.below(domain)) }
+            if round % 7 == 0 { tags[Int(prng.below(16))] = 0xffff }
+            if round % 11 == 0 { tags[Int(prng.below(16))] = 0x8000 }
+            let tag = round % 2 == 0 ? tags[Int(prng.below(16))] : UInt16(prng.below(domain))
+            var expected: UInt32 = 0
+            for way in 0..<16 where tags[way] == tag { expected |= 1 << UInt32(way) }
+            let matches = tags.withUnsafeBufferPointer { ledger_tag_matches16($0.baseAddress!, tag) }
+            #expect(matches == expected, "round \(round): tags \(tags) tag \(tag)")
+        }
     }
 }
