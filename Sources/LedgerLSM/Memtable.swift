@@ -3,7 +3,7 @@ import LedgerKit
 
 // A tree's in-memory table (storage spec §5 "Memtables"). The mutable table takes every put of
 // a bar; once per beat the puts since the last beat are sorted into a run, so a lookup is a
-// binary search per run plus a short linear scan of the current beat's puts. At bar end the
+// binary search per run plus a search of the current beat's puts. At bar end the
 // table becomes immutable with its runs as they are (O(1) but for the last beat's sort); the
 // tree then merges them into one sorted array, each key once, a bounded step per beat over the
 // first half of the next bar (`mergeStep`), before the second half flushes it to level 0.
@@ -22,7 +22,8 @@ import LedgerKit
 // run as they are; others are sorted stably without recursion or allocation: from 128 puts on
 // by a radix sort over the key bytes that differ (KeyRadixSort: 4-6 scatters for a batch's
 // index keys), below that (or for keys not split into words) by insertion and bottom-up merge
-// passes. A lookup: ≤ 8 k linear compares in the current beat, then ≤ 32 binary searches.
+// passes. A lookup: a binary search of the current beat's puts while they ascend (`put` keeps
+// `suffixAscends`), else ≤ 8 k linear compares, then ≤ 32 binary searches.
 //
 // Memory: a table's `storage` (capacity values), a sort scratch for one beat's puts
 // (`sortScratchCapacity`, a tree's `valuesPerBeatMax`) and a full-size merge buffer that a
