@@ -243,6 +243,7 @@ protocol ForestMember<GridStorage>: AnyObject {
     func compactSkipped(op: UInt64)
     var manifestEventCount: Int { get }
     var holdsSmallImmutableTables: Bool { get set }
+    var compactionBlockCounts: (written: Int, read: Int) { get }
     func drainManifestEvents(into log: ManifestLog<GridStorage>)
     func open(tables: [TableInfo]) throws(TreeOpenError)
 }
@@ -468,6 +469,15 @@ public final class Forest<S: Storage> {
     /// Whether a beat is still running: called back or not, some tree's compaction IO or merge
     /// is in flight. A host must let it finish (or crash) before it releases the storage.
     public var isCompacting: Bool { membersPending > 0 || beatCallback != nil || deferredCallback != nil }
+
+    /// Each tree's compaction blocks written and read since init, in tree order (diagnostics:
+    /// where the grid's IO goes).
+    public var compactionBlockCounts: [(treeId: UInt16, written: Int, read: Int)] {
+        members.map { member in
+            let counts = member.compactionBlockCounts
+            return (member.treeId, counts.written, counts.read)
+        }
+    }
 
     private func startBeat(op: UInt64, callback: @escaping BeatCallback) {
         if let fault { return callback(.failure(fault)) }

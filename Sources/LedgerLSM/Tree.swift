@@ -340,6 +340,11 @@ public final class Tree<Value: TreeValue, S: Storage> {
     /// the immutable one's keys in several runs until its merge ends).
     public var memtableCounts: (mutable: Int, immutable: Int) { (mutable.count, immutable.count) }
 
+    /// Blocks the tree's compaction jobs have written and read since init (diagnostics).
+    public var compactionBlockCounts: (written: Int, read: Int) {
+        jobs.reduce((0, 0)) { ($0.0 + $1.blocksWrittenTotal, $0.1 + $1.blocksReadTotal) }
+    }
+
     // MARK: Manifest events
 
     /// The table infos the tree's compactions produced since the last call, in order, each

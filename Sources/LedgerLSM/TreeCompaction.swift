@@ -104,6 +104,10 @@ final class TreeCompaction<Value: TreeValue, S: Storage> {
     private(set) var snapshot: UInt64 = 0
     private(set) var reservation: Reservation?
     private var inputValueCount = 0
+    /// Blocks this job has written and read (from the cache or the disk) since init: the
+    /// benchmark's write amplification per tree (`Tree.compactionBlockCounts`).
+    private(set) var blocksWrittenTotal = 0
+    private(set) var blocksReadTotal = 0
     private var dropTombstones = false
     private var memtableValues = UnsafeBufferPointer<Value>(start: nil, count: 0)
 
@@ -408,6 +412,7 @@ final class TreeCompaction<Value: TreeValue, S: Storage> {
     /// `trusted`: a value block, whose order the job vouches for (see "Key order" above).
     private func write(_ block: UnsafeMutableRawBufferPointer, trusted: Bool) -> UnsafeMutableRawBufferPointer {
         writesInFlight += 1
+        blocksWrittenTotal += 1
         guard exchangesOutputBlocks else {
             // The grid copies the block: the buffer is ours again when `write` returns.
             grid.write(block: UnsafeRawBufferPointer(block), trusted: trusted, callback: writeCallback)
@@ -451,6 +456,7 @@ final class TreeCompaction<Value: TreeValue, S: Storage> {
             sourceValuePin[source] = nil
         }
         isReadPending = true
+        blocksReadTotal += 1
         if let index = sourceIndexBlock[source] {
             grid.readPinned(index.reference(sourceValueBlockIndex[source]), callback: readCallbacks[source].callback)
         } else {

@@ -263,6 +263,7 @@ func runForestBenchmark(directory: String, transferCount: Int, accountCount: Int
         + "grid reads: \(grid.readsFromCache) cache, \(grid.readsFromStorage) disk (\(grid.readsWarmed) warming), "
         + "\(grid.readsFromWrites) write buffers; "
         + "\(grid.writes) block writes")
+    printCompactionBlocks(host.store.forest.compactionBlockCounts, transferCount: transferCount, blockSize: blockSize)
     print("forest: rss after load \(rssLoad.description)")
 
     // Random lookups of transfers that exist, through the state machine (one op per batch).
@@ -435,4 +436,18 @@ private func printConfiguredMemory(_ store: ForestStore<FileStorage>, configurat
         + "memtables (\(forest.trees.count) trees × 2 tables + shared merge buffer + beat scratch) \(memtableBytes >> 20) MiB; "
         + "compaction job buffers \(jobBytes >> 20) MiB; manifest log extents (\(forest.manifestLogTablesMax) tables, "
         + "\(extentSlots) slots) \(extentBytes >> 20) MiB; total ≈ \(total >> 20) MiB")
+}
+
+/// Compaction's block writes and reads per tree, most written first, with the bytes written per
+/// transfer: where the grid's IO goes (the trees with no compaction IO are left out).
+private func printCompactionBlocks(
+    _ counts: [(treeId: UInt16, written: Int, read: Int)], transferCount: Int, blockSize: UInt64
+) {
+    let active = counts.filter { $0.written > 0 || $0.read > 0 }.sorted { $0.written > $1.written }
+    let parts = active.map { entry in
+        let name = TreeId(rawValue: entry.treeId).map { "\($0.name)" } ?? "\(entry.treeId)"
+        let bytesPerTransfer = Double(UInt64(entry.written) * blockSize) / Double(max(transferCount, 1))
+        return "\(name) \(entry.written)w/\(entry.read)r (\(Int(bytesPerTransfer.rounded())) B/transfer)"
+    }
+    print("forest: compaction blocks per tree (written/read): " + parts.joined(separator: ", "))
 }
