@@ -97,23 +97,31 @@ public struct CompositeKey64: TreeValue, Comparable, Hashable {
     }
 }
 
-/// The key of an index tree over a u128 field: `(field, timestamp)`, 32 bytes (the timestamp
-/// word is followed by a zero word so the value stays 16-byte aligned with no hidden padding).
+/// The key of an index tree over a u128 field: `(field, timestamp)`, 24 bytes: the field as
+/// two 64-bit words (low first, so bytes 0-15 are the u128 in little-endian order), then the
+/// timestamp word. Stored as words rather than a `UInt128`, whose 16-byte alignment would pad
+/// the value to 32 bytes: a quarter of every u128 index tree's memtable, blocks and compaction
+/// IO was that padding (docs/decisions.md "24-byte u128 index keys").
 public struct CompositeKey128: TreeValue, Comparable, Hashable {
-    public var field: UInt128
+    public var fieldLow: UInt64
+    public var fieldHigh: UInt64
     /// Timestamp; bit 63 set marks a tombstone.
     public var timestampAndFlag: UInt64
-    /// Always zero (non-zero is corruption).
-    public var padding: UInt64 = 0
 
     public init(field: UInt128, timestamp: UInt64) {
         precondition(timestamp < CompositeKey64.tombstoneBit, "timestamps are below 2^63")
-        self.field = field
+        fieldLow = UInt64(truncatingIfNeeded: field)
+        fieldHigh = UInt64(truncatingIfNeeded: field >> 64)
         self.timestampAndFlag = timestamp
     }
 
+    public var field: UInt128 { UInt128(fieldHigh) << 64 | UInt128(fieldLow) }
     public var timestamp: UInt64 { timestampAndFlag & ~CompositeKey64.tombstoneBit }
-    public var key: CompositeKey128 { CompositeKey128(field: field, timestamp: timestamp) }
+    public var key: CompositeKey128 {
+        var key = self
+        key.timestampAndFlag &= ~CompositeKey64.tombstoneBit
+        return key
+    }
     public var isTombstone: Bool { timestampAndFlag & CompositeKey64.tombstoneBit != 0 }
 
     public static func tombstone(key: CompositeKey128) -> CompositeKey128 {
@@ -122,26 +130,31 @@ public struct CompositeKey128: TreeValue, Comparable, Hashable {
         return value
     }
 
+    @inline(__always)
     public static func < (lhs: CompositeKey128, rhs: CompositeKey128) -> Bool {
-        (lhs.field, lhs.timestamp) < (rhs.field, rhs.timestamp)
+        if lhs.fieldHigh != rhs.fieldHigh { return lhs.fieldHigh < rhs.fieldHigh }
+        if lhs.fieldLow != rhs.fieldLow { return lhs.fieldLow < rhs.fieldLow }
+        return lhs.timestamp < rhs.timestamp
     }
 
     public static var keyWordCount: Int { 3 }
     @inline(__always)
     public static func keyWord(_ key: CompositeKey128, _ index: Int) -> UInt64 {
         switch index {
-        case 0: UInt64(truncatingIfNeeded: key.field >> 64)
-        case 1: UInt64(truncatingIfNeeded: key.field)
+        case 0: key.fieldHigh
+        case 1: key.fieldLow
         default: key.timestamp
         }
     }
 
+    @inline(__always)
     public static func == (lhs: CompositeKey128, rhs: CompositeKey128) -> Bool {
-        lhs.field == rhs.field && lhs.timestamp == rhs.timestamp
+        lhs.fieldLow == rhs.fieldLow && lhs.fieldHigh == rhs.fieldHigh && lhs.timestamp == rhs.timestamp
     }
 
     public func hash(into hasher: inout Hasher) {
-        hasher.combine(field)
+        hasher.combine(fieldLow)
+        hasher.combine(fieldHigh)
         hasher.combine(timestamp)
     }
 }

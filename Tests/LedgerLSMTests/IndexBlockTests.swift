@@ -13,8 +13,8 @@ import Testing
         #expect(IndexBlock<TestObject>.entrySize == 40)
         #expect(IndexBlock<TestObject>.capacity(blockSize: smallBlockSize) == 96)
         #expect(IndexBlock<TestObject>.capacity(blockSize: productionBlockSize) == 13_100)
-        // CompositeKey128 keys: 32 + 32 + 8 + 16 = 88 bytes.
-        #expect(IndexBlock<CompositeKey128>.capacity(blockSize: productionBlockSize) == (512 * 1024 - 256) / 88)
+        // CompositeKey128 keys: 24 + 24 + 8 + 16 = 72 bytes.
+        #expect(IndexBlock<CompositeKey128>.capacity(blockSize: productionBlockSize) == (512 * 1024 - 256) / 72)
         // The transfers table (≈64 value blocks) fits many times over.
         #expect(IndexBlock<TestObject>.capacity(blockSize: productionBlockSize) >= 64)
     }

@@ -52,7 +52,7 @@ let productionBlockSize = 512 * 1024
         #expect(ValueBlock<TestObject>.capacity(blockSize: productionBlockSize) == 4094)
         #expect(ValueBlock<CompositeKey64>.capacity(blockSize: productionBlockSize) == (512 * 1024 - 256) / 16)
         #expect(ValueBlock<CompositeKey64>.capacity(blockSize: productionBlockSize) == 32_752)
-        #expect(ValueBlock<CompositeKey128>.capacity(blockSize: productionBlockSize) == 16_376)
+        #expect(ValueBlock<CompositeKey128>.capacity(blockSize: productionBlockSize) == (512 * 1024 - 256) / 24)
         #expect(ValueBlock<IdTreeValue>.capacity(blockSize: productionBlockSize) == 16_376)
         #expect(ValueBlock<TestObject>.capacity(blockSize: smallBlockSize) == 30)
         #expect(ValueBlock<CompositeKey64>.capacity(blockSize: smallBlockSize) == 240)
