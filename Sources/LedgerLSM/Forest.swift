@@ -295,7 +295,8 @@ public final class Forest<S: Storage> {
     /// The beat called back before its trees were done (see "Detached beats").
     private var isBeatDetached = false
     /// Whether beats may detach (see "Detached beats"). Off, every beat runs to its end before
-    /// it calls back: the same grid, slower (a test proves the two agree).
+    /// it calls back: the same grid, slower (ForestTests
+    /// `detachedBeatsWriteTheSameGridAsBeatsThatRunToTheirEnd` proves the two agree).
     public var detachesBeats = true
     /// Beats that called back before their trees were done, since init (for tests and metrics).
     public private(set) var detachedBeatCount = 0

@@ -476,6 +476,32 @@ extension Manifest {
                 "seed \(seed): tables reached levels below 0 (\(levels))")
     }
 
+    /// Detached beats change when the trees' IO runs, never what it writes (Forest "Detached
+    /// beats"): the same ops with beats that detach and with beats that run to their end give
+    /// the same checkpoints, manifests, free set and grid bytes.
+    @Test func detachedBeatsWriteTheSameGridAsBeatsThatRunToTheirEnd() {
+        let wal = ForestHarness.makeWAL(seed: 11, count: Int(Self.opCount))
+        let detaching = ForestHarness(storageSeed: 5, wal: wal, tornWrites: false)
+        let attached = ForestHarness(storageSeed: 5, wal: wal, tornWrites: false)
+        attached.node.forest.detachesBeats = false
+        for harness in [detaching, attached] {
+            let failure = Self.runWithoutCrashes(harness, through: Self.opCount)
+            #expect(failure == nil, "\(failure ?? "")")
+            guard failure == nil else { return }
+            let allFailure = harness.checkAll()
+            #expect(allFailure == nil, "\(allFailure ?? "")")
+        }
+        #expect(detaching.node.forest.detachedBeatCount > Int(Self.opCount) / 4, "beats detached (\(detaching.node.forest.detachedBeatCount))")
+        #expect(attached.node.forest.detachedBeatCount == 0)
+        #expect(detaching.checkpoints.count >= 9 && detaching.checkpoints == attached.checkpoints, "the same checkpoints")
+        let sameManifests = detaching.manifests() == attached.manifests()
+        #expect(sameManifests, "the same manifests")
+        let sameFreeSet = detaching.freeSetState() == attached.freeSetState()
+        #expect(sameFreeSet, "the same free set")
+        let differentBlocks = ForestHarness.differentBlocks(detaching.gridBytes(), attached.gridBytes(), blockSize: 4096)
+        #expect(differentBlocks.isEmpty, "byte-identical grid zones (blocks differ: \(differentBlocks.prefix(10)))")
+    }
+
     /// Blocks released in checkpoint interval N stay acquired until checkpoint N+1 is durable,
     /// whether the durability arrives between half-bars or inside one (deferred).
     @Test(arguments: [UInt64(0), 1])
