@@ -468,8 +468,12 @@ public final class Forest<S: Storage> {
     }
 
     /// Whether a beat is still running: called back or not, some tree's compaction IO or merge
-    /// is in flight. A host must let it finish (or crash) before it releases the storage.
-    public var isCompacting: Bool { membersPending > 0 || beatCallback != nil || deferredCallback != nil }
+    /// is in flight, or a grid write a finished beat left in flight (TreeCompaction.swift
+    /// "Writes across beats"). A host must let it finish (or crash) before it releases the
+    /// storage.
+    public var isCompacting: Bool {
+        membersPending > 0 || beatCallback != nil || deferredCallback != nil || grid.writesAvailable < grid.writesMax
+    }
 
     /// Each tree's compaction blocks written and read since init, in tree order (diagnostics:
     /// where the grid's IO goes).

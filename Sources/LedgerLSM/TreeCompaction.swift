@@ -31,6 +31,18 @@ import LedgerKit
 // blocks (tests that build a lone tree) gets the job's own two output buffers instead, written
 // with `write(block:)`, which copies.
 //
+// ## Writes across beats
+//
+// A beat that is not its half-bar's last ends once its quota is merged and its blocks are handed
+// to the grid, not once their writes completed: they complete while the next op is prefetched
+// and executed. The half-bar's last beat waits for every write, so each output is durable before
+// the tree applies the job (its tables become visible) and before a checkpoint names it. Between
+// beats a completion only counts down `writesInFlight` (`run` finds no active beat). A job that
+// finds every grid write slot taken (other jobs' writes still in flight) waits for one
+// (`Grid.waitForWrite`); addresses were acquired in output order, so the blocks are the same
+// whatever the timing. (Tried in step 4's second session, before beats detached, and dropped:
+// then it slowed the next op's WAL write; measured again in the sixth session, docs/decisions.md.)
+//
 // Input blocks are read pinned (`Grid.readPinned`): the job merges straight from the cache's
 // copy, which stays put until the job unpins it, instead of copying each 512 KiB block into its
 // own buffer (that memcpy was ~10 % of the server's CPU under load). Ownership: a pinned block is
@@ -142,7 +154,8 @@ final class TreeCompaction<Value: TreeValue, S: Storage> {
     /// Waiting for a grid write slot (`canWrite`); `gridWriteCallback` resumes the job.
     private var isWaitingForGridWrite = false
     private var gridWriteCallback: Grid<S>.WriteCallback = {}
-    /// Called (outside `run`'s loop) when the beat's quota is done and its writes are durable.
+    /// Called (outside `run`'s loop) when the beat's quota is done (and, at the half-bar's last
+    /// beat, its writes are durable: see "Writes across beats").
     var onBeatDone: () -> Void = {}
 
     init(treeId: UInt16, grid: Grid<S>, freeSet: FreeSet, valueBlocksMax: Int, tablesMax: Int) {
@@ -324,7 +337,8 @@ final class TreeCompaction<Value: TreeValue, S: Storage> {
                 continue
             }
             if isMergeDone || (!isLastBeat && progress() >= beatTarget) {
-                if writesInFlight > 0 { return false }
+                // Only the last beat waits for the writes (see "Writes across beats").
+                if isLastBeat && writesInFlight > 0 { return false }
                 isBeatActive = false
                 return true
             }
