@@ -110,6 +110,20 @@ public final class FileStorage: Storage {
               length: buffer.count, isWrite: true)
     }
 
+    public func runPollableCompletions() {
+        io.runCompletions { completion in isPollable(completion) }
+    }
+
+    /// Whether `completion` is one of this storage's, for an IO (not a turn) whose owner marked
+    /// its completion pollable. A transfer's completion that resubmits the rest of a short
+    /// transfer stays in flight either way.
+    private func isPollable(_ completion: IOCompletion) -> Bool {
+        let index = completion.tag
+        guard index >= 0 && index < completions.count && completions[index] === completion else { return false }
+        let operation = operations[index]
+        return !operation.isTurn && operation.storage?.isPollable == true
+    }
+
     public func nextTurn(_ completion: StorageCompletion) {
         precondition(freeCount > 0, "FileStorage IOs in flight stay within operationCountMax")
         completion.startTurn()

@@ -226,6 +226,39 @@ public final class IOUring {
         }
     }
 
+    /// Hands the kernel what is queued, reaps what has completed, and runs the callbacks of the
+    /// reaped completions `isChosen` picks, in completion order; the others stay queued, in
+    /// their order, for the next turn. For work that runs long without returning to the loop
+    /// (`Storage.runPollableCompletions`).
+    public func runCompletions(where isChosen: (IOCompletion) -> Bool) {
+        flushSubmissions()
+        reapCompletions()
+        // Bounded by the completions queued now: those a callback's flush reaps (appended at
+        // the tail) wait, as in `runCallbacks`.
+        var remaining = completedCount
+        var previous: IOCompletion? = nil
+        var current = completedHead
+        while remaining > 0, let completion = current {
+            remaining -= 1
+            let next = completion.nextCompleted
+            guard isChosen(completion) else {
+                previous = completion
+                current = next
+                continue
+            }
+            if let previous { previous.nextCompleted = next } else { completedHead = next }
+            if completedTail === completion { completedTail = previous }
+            completion.nextCompleted = nil
+            completedCount -= 1
+            completion.isBusy = false
+            completion.operation = .none
+            completion.callback(completion)
+            // A flush inside the callback may have appended after `previous` (when `next` was
+            // nil): those are left for the next turn, which the count above ensures.
+            current = next
+        }
+    }
+
     // MARK: Preparing operations
 
     /// An SQE for `completion`'s next operation; flushes a full SQ first.

@@ -38,6 +38,15 @@ public protocol Storage: AnyObject {
     /// the next prepare's WAL write) and serve what arrived (a request's bytes) before the rest
     /// runs. The completion's zone, offset and length mean nothing for a turn.
     func nextTurn(_ completion: StorageCompletion)
+
+    /// Runs now, from inside long CPU work (a batch's execute), the callbacks of completed IOs
+    /// whose completion is marked `isPollable`, in completion order; every other completion
+    /// (turns, unmarked IOs, and in `FileStorage` the sockets and timers on the same ring)
+    /// waits for the loop's next turn, in its order. So IO started before the work (a detached
+    /// compaction beat's reads and writes) keeps moving during it instead of waiting for its
+    /// end. An owner marks a completion pollable only while its callback touches nothing the
+    /// work in progress uses (docs/lsm.md "Compaction during execute").
+    func runPollableCompletions()
 }
 
 /// A reusable completion for one storage IO at a time. Owners allocate their completions at
@@ -54,6 +63,9 @@ public final class StorageCompletion {
     /// Set by the storage while the IO is in flight: starting an IO on a busy completion is a
     /// programmer error.
     public var isBusy = false
+    /// Whether the IO may complete inside `Storage.runPollableCompletions` (checked when that
+    /// runs, so an owner may clear it while the IO is in flight). Turns never do.
+    public var isPollable = false
     /// The IO in flight (set by the storage, kept after completion for the owner's use).
     public internal(set) var zone: Zone = .superblock
     public internal(set) var offset: UInt64 = 0

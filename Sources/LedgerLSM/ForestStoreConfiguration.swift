@@ -158,6 +158,11 @@ public struct ForestStoreConfiguration: Sendable, Equatable {
     /// `ForestConfiguration.beatTurnValuesMin`.
     public var beatTurnValuesMin = Constants.beatTurnValuesMin
 
+    /// Inserts of a create batch between two polls of compaction's completions (ForestStore.swift
+    /// "Compaction during execute"): 1,024, ~0.5 ms of execute on this VM, about a quarter of a
+    /// 512 KiB block read; tests lower it so their small batches poll too.
+    public var executePollInserts = 1024
+
     public var forest: ForestConfiguration {
         let trees = self.trees
         // Every tree's lookups, scans and compaction reads may queue at once (a detached beat's

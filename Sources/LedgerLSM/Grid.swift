@@ -117,6 +117,12 @@ public final class Grid<S: Storage> {
     private enum Reader {
         case plain(ReadCallback)
         case pinned(PinnedReadCallback)
+
+        /// `readPinned`'s reader: compaction's (see "Compaction IO during execute").
+        var isPinned: Bool {
+            if case .pinned = self { return true }
+            return false
+        }
     }
 
     /// A write's callback, held in a concrete type: a bare function stored in an array (a
@@ -292,6 +298,24 @@ public final class Grid<S: Storage> {
         return cache.takeSpare()
     }
 
+    // MARK: Compaction IO during execute
+
+    /// Whether every grid IO in flight or queued is a compaction job's (`readPinned`, `warm`,
+    /// `write(exchanging:)`, `write(block:compaction: true)`); their completions are marked
+    /// pollable. Then `Storage.runPollableCompletions` runs only compaction's callbacks here:
+    /// a completion also serves queued reads and wakes write waiters, which are then
+    /// compaction's too. The forest store polls only when this holds (ForestStore.swift,
+    /// "Compaction during execute"); it does during a create batch's execute, whose prefetch
+    /// reads are all done.
+    public var isAllIOCompaction: Bool {
+        for slot in 0..<readsMax where readCallbacks[slot] != nil && !readCompletions[slot].isPollable { return false }
+        for slot in 0..<writesMax where writeCallbacks[slot] != nil && !writeCompletions[slot].isPollable { return false }
+        for position in 0..<queueCount {
+            guard let reader = queuedCallbacks[(queueHead + position) % queueCapacity], reader.isPinned else { return false }
+        }
+        return true
+    }
+
     // MARK: Read
 
     /// Reads the block `reference` names; `callback` gets it verified, or the fault. Runs before
@@ -354,6 +378,7 @@ public final class Grid<S: Storage> {
             readIsWarm[slot] = false
             warmReadsInFlight -= 1
             readCallbacks[slot] = reader
+            readCompletions[slot].isPollable = reader.isPinned
             return
         }
         if let slot = readSlotsFree.popLast() {
@@ -415,6 +440,7 @@ public final class Grid<S: Storage> {
         readReferences[slot] = reference
         readCallbacks[slot] = reader
         readCacheable[slot] = !isWriting(reference.address)
+        readCompletions[slot].isPollable = reader.isPinned || readIsWarm[slot]
         statistics.readsFromStorage += 1
         storage.read(
             readCompletions[slot], zone: .grid,
@@ -503,14 +529,19 @@ public final class Grid<S: Storage> {
     /// `callback` runs when the block is durable and in the cache (unless pins keep it out, see
     /// `readPinned`). One write per address at a time, at most `writesMax` at once. `trusted`:
     /// the caller vouches for the block beyond its checksums (see "Trusted blocks" above).
-    public func write(block: UnsafeRawBufferPointer, trusted: Bool = false, callback: @escaping WriteCallback) {
+    /// `compaction`: the writer is a compaction job (see "Compaction IO during execute").
+    public func write(
+        block: UnsafeRawBufferPointer, trusted: Bool = false, compaction: Bool = false,
+        callback: @escaping WriteCallback
+    ) {
         let address = Self.writeAddress(of: block, blockSize: blockSize)
         precondition(address <= gridBlockCountMax, "the address is inside the grid")
         precondition(!isWriting(address), "one write per address at a time")
         let checksum = block.loadUnaligned(fromByteOffset: 0, as: UInt128.self)
         guard let slot = writeSlotsFree.popLast() else { preconditionFailure("at most writesMax grid writes in flight") }
         writeBlocks[slot].copyMemory(from: block)
-        startWrite(slot: slot, address: address, checksum: checksum, trusted: trusted, callback: callback)
+        startWrite(slot: slot, address: address, checksum: checksum, trusted: trusted, compaction: compaction,
+                   callback: callback)
     }
 
     /// Writes the sealed block in `block`, a buffer from `takeBlock()` (or handed back by an
@@ -533,7 +564,8 @@ public final class Grid<S: Storage> {
         let checksum = UnsafeRawBufferPointer(block).loadUnaligned(fromByteOffset: 0, as: UInt128.self)
         guard let slot = writeSlotsFree.popLast() else { preconditionFailure("at most writesMax grid writes in flight") }
         swap(&writeBlocks[slot], &block)
-        startWrite(slot: slot, address: address, checksum: checksum, trusted: trusted, callback: callback)
+        startWrite(slot: slot, address: address, checksum: checksum, trusted: trusted, compaction: true,
+                   callback: callback)
     }
 
     /// The address of a block passed to a write, after checking it is a whole sealed block.
@@ -550,13 +582,15 @@ public final class Grid<S: Storage> {
     }
 
     private func startWrite(
-        slot: Int, address: UInt64, checksum: UInt128, trusted: Bool, callback: @escaping WriteCallback
+        slot: Int, address: UInt64, checksum: UInt128, trusted: Bool, compaction: Bool,
+        callback: @escaping WriteCallback
     ) {
         precondition(writeCallbacks[slot] == nil, "a write IO serves one write at a time")
         writeAddresses[slot] = address
         writeChecksums[slot] = checksum
         writeTrusted[slot] = trusted
         writeCallbacks[slot] = Writer(callback: callback)
+        writeCompletions[slot].isPollable = compaction
         for read in 0..<readsMax where readCallbacks[read] != nil && readReferences[read].address == address {
             readCacheable[read] = false
         }

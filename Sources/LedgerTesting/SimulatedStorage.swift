@@ -36,6 +36,10 @@ public final class SimulatedStorage: Storage {
         public var crashTornWriteProbability: Double = 0
         /// Zones the faults above may hit.
         public var faultyZones: Set<Zone> = []
+        /// `runPollableCompletions` completes the pollable IOs due within this many ticks from
+        /// now, as if the work that polls had taken that long (0: only those due now, which a
+        /// tick has completed already). Tests raise it to run compaction inside execute.
+        public var pollLookaheadTicks = 0
 
         public init() {}
     }
@@ -115,6 +119,28 @@ public final class SimulatedStorage: Storage {
             readyTick: ticks + 1, sequence: sequence, isWrite: false, isTurn: true, completion: completion,
             buffer: UnsafeMutableRawBufferPointer(start: nil, count: 0)))
     }
+
+    /// Completes, in order, the IOs (not turns) whose completion is pollable and which are due
+    /// within `options.pollLookaheadTicks`; the clock does not move. Callbacks may start new
+    /// IOs (due later) or clear other IOs' pollability: each pass takes the first such IO left.
+    public func runPollableCompletions() {
+        let horizon = ticks + UInt64(options.pollLookaheadTicks)
+        // Each turn completes one IO that was pending and due by the horizon; IOs started by
+        // callbacks are due after now, so at most the pending IOs due by the horizon, plus
+        // those new ones due by it, run: bounded by the owners' completion pools per tick.
+        while let index = pending.firstIndex(where: {
+            $0.readyTick <= horizon && !$0.isTurn && $0.completion.isPollable
+        }) {
+            let io = pending.remove(at: index)
+            pollCompletedCount += 1
+            finish(io)
+        }
+        pollCount += 1
+    }
+
+    /// `runPollableCompletions` calls so far, and the IOs they completed.
+    public private(set) var pollCount = 0
+    public private(set) var pollCompletedCount = 0
 
     // MARK: Time
 

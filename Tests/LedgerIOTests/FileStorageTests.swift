@@ -168,6 +168,48 @@ import Testing
         #expect(storage.inFlightCount == 0)
     }
 
+    /// `runPollableCompletions` runs only the completions of IOs marked pollable (checked when it
+    /// runs); turns, unmarked IOs and the ring's other completions wait for the loop, which
+    /// then runs them all.
+    @Test func pollsRunOnlyPollableCompletions() throws {
+        let directory = try TemporaryDirectory()
+        let file = try DataFile.create(path: directory.file("data"), sizeBytes: layout.sizeMin, layout: layout)
+        let io = try IOUring()
+        let storage = FileStorage(io: io, file: file, operationCountMax: 8)
+        var events: [String] = []
+        let block = AlignedBuffer(count: layout.configuration.blockSize)
+        block.bytes.initializeMemory(as: UInt8.self, repeating: 0x5A)
+        let target = AlignedBuffer(count: sector)
+        let gridWrite = StorageCompletion { _ in events.append("grid write") }
+        gridWrite.isPollable = true
+        let walWrite = StorageCompletion { _ in events.append("wal write") }
+        let gridRead = StorageCompletion { _ in events.append("grid read") }
+        gridRead.isPollable = true
+        let cleared = StorageCompletion { _ in events.append("cleared") }
+        cleared.isPollable = true
+        let turn = StorageCompletion { _ in events.append("turn") }
+        turn.isPollable = true
+        let nop = IOCompletion { _ in events.append("nop") }
+        storage.write(gridWrite, zone: .grid, offset: layout.gridBlockOffset(address: 1),
+                      buffer: block.readOnlyPrefix(block.count))
+        storage.write(walWrite, zone: .walPrepares, offset: 0, buffer: block.readOnlyPrefix(sector))
+        storage.read(gridRead, zone: .grid, offset: layout.gridBlockOffset(address: 9), buffer: target.prefix(sector))
+        storage.read(cleared, zone: .grid, offset: layout.gridBlockOffset(address: 10), buffer: target.prefix(sector))
+        cleared.isPollable = false
+        storage.nextTurn(turn)
+        io.nop(nop)
+        #expect(events.isEmpty, "callbacks never run inside read, write or nextTurn")
+        // Polls until both pollable IOs completed (the kernel finishes them in its own time).
+        let deadline = SystemClock.readMonotonicNs() + 5_000_000_000
+        while events.count < 2 && SystemClock.readMonotonicNs() < deadline {
+            storage.runPollableCompletions()
+        }
+        #expect(Set(events) == ["grid write", "grid read"], "only the pollable IOs ran: \(events)")
+        #expect(io.run(until: { events.count == 6 }, timeoutNs: 5_000_000_000))
+        #expect(Set(events.suffix(4)) == ["wal write", "cleared", "turn", "nop"], "the loop ran the rest: \(events)")
+        #expect(storage.inFlightCount == 0)
+    }
+
     /// Writes `count` sectors of a per-sector pattern at `.walPrepares` offset 0 and returns it.
     func writePattern(_ storage: FileStorage, _ io: IOUring, sectors count: Int, seed: UInt64) -> AlignedBuffer {
         var prng = PRNG(seed: seed)

@@ -32,13 +32,17 @@ final class ForestLedgerPair: ForestRunHarness {
             batchEventsMax: batchEventsMax, expiriesMax: expiriesMax, growthFactor: 4, tablesMax: 64, lookupsMax: 4,
             gridReadsMax: 8, manifestLogTablesMax: 4096)
         configuration.beatTurnValuesMin = beatTurnValuesMin
+        // Every few inserts, as production batches poll every 1,024 (ForestStore "Compaction
+        // during execute"): polls complete IO only with `pollLookaheadTicks` > 0.
+        configuration.executePollInserts = 3
         return configuration
     }
 
-    static func makeStorage(seed: UInt64, faults: Bool) -> SimulatedStorage {
+    static func makeStorage(seed: UInt64, faults: Bool, pollLookaheadTicks: Int = 0) -> SimulatedStorage {
         var options = SimulatedStorage.Options()
         options.readLatencyTicks = 1...8
         options.writeLatencyTicks = 1...8
+        options.pollLookaheadTicks = pollLookaheadTicks
         return SimulatedStorage(layout: DataFileLayout(storageConfiguration()), seed: seed, options: options)
     }
 
@@ -70,12 +74,13 @@ final class ForestLedgerPair: ForestRunHarness {
     let beatTurnValuesMin: Int
 
     /// `storageSeed` (default `seed`) sets the storage's IO latencies and so the order in which
-    /// IO completes; the workload depends on `seed` only.
+    /// IO completes; the workload depends on `seed` only. `pollLookaheadTicks` > 0: execute's
+    /// polls complete compaction IO due that many ticks ahead (compaction runs inside execute).
     init(
         seed: UInt64, storageSeed: UInt64? = nil, holdsSmallImmutableTables: Bool = true,
-        beatTurnValuesMin: Int = ForestLedgerPair.beatTurnValuesMin
+        beatTurnValuesMin: Int = ForestLedgerPair.beatTurnValuesMin, pollLookaheadTicks: Int = 0
     ) {
-        let storage = Self.makeStorage(seed: storageSeed ?? seed, faults: false)
+        let storage = Self.makeStorage(seed: storageSeed ?? seed, faults: false, pollLookaheadTicks: pollLookaheadTicks)
         self.holdsSmallImmutableTables = holdsSmallImmutableTables
         self.beatTurnValuesMin = beatTurnValuesMin
         store = ForestStore(storage: storage, configuration: Self.storeConfiguration(beatTurnValuesMin: beatTurnValuesMin))
@@ -186,9 +191,12 @@ final class ForestLedgerPair: ForestRunHarness {
 struct ForestStoreModelTests {
     /// Runs `ops` ops; with `crashPercent`, crashes that share of beats and restarts.
     static func run(
-        seed: UInt64, storageSeed: UInt64? = nil, ops: UInt64, crashPercent: Int, holdsSmallImmutableTables: Bool = true
+        seed: UInt64, storageSeed: UInt64? = nil, ops: UInt64, crashPercent: Int, holdsSmallImmutableTables: Bool = true,
+        pollLookaheadTicks: Int = 0
     ) -> ForestLedgerPair {
-        let pair = ForestLedgerPair(seed: seed, storageSeed: storageSeed, holdsSmallImmutableTables: holdsSmallImmutableTables)
+        let pair = ForestLedgerPair(
+            seed: seed, storageSeed: storageSeed, holdsSmallImmutableTables: holdsSmallImmutableTables,
+            pollLookaheadTicks: pollLookaheadTicks)
         var prng = PRNG(seed: seed &+ 77)
         var op: UInt64 = 1
         // Each turn commits an op or restarts after a crash: bounded by ops plus crashes.
@@ -237,11 +245,18 @@ struct ForestStoreModelTests {
         #expect(unturned.failure == nil, "seed \(seed): \(unturned.failure ?? "")")
         #expect(unturned.store.forest.beatTurnCount == 0)
         #expect(unturned.checkpoints == first.checkpoints, "seed \(seed): turns between trees changed the checkpoints")
+        // Compaction run inside execute (its IO completed by execute's polls) makes the same grid.
+        let polled = Self.run(seed: seed, storageSeed: seed &* 101, ops: 160, crashPercent: 0, pollLookaheadTicks: 6)
+        #expect(polled.failure == nil, "seed \(seed): \(polled.failure ?? "")")
+        #expect(polled.store.executePollCount > 0 && polled.storage.pollCompletedCount > 0,
+                "seed \(seed): execute polled (\(polled.store.executePollCount)) and completed IO (\(polled.storage.pollCompletedCount))")
+        #expect(polled.checkpoints == first.checkpoints, "seed \(seed): compaction during execute changed the checkpoints")
     }
 
     @Test("replies equal the model's, op by op", arguments: [1, 2, 3, 4] as [UInt64])
     func repliesMatch(seed: UInt64) {
-        let pair = Self.run(seed: seed, ops: 160, crashPercent: 0)
+        // Seeds 3 and 4 run compaction inside execute (ForestStore "Compaction during execute").
+        let pair = Self.run(seed: seed, ops: 160, crashPercent: 0, pollLookaheadTicks: seed >= 3 ? Int(seed) : 0)
         #expect(pair.failure == nil, "seed \(seed): \(pair.failure ?? "")")
         #expect(pair.pulses > 0, "seed \(seed): the workload reached the expiry pulse")
         #expect(pair.checkpoints.count >= 2, "seed \(seed): the run passed checkpoints")
@@ -253,8 +268,15 @@ struct ForestStoreModelTests {
     @Test("crashes and restarts lose nothing durable", arguments: [11, 12, 13, 14, 15, 16] as [UInt64])
     func crashesAndRestarts(seed: UInt64) {
         let holds = seed % 2 == 1
-        let pair = Self.run(seed: seed, ops: 160, crashPercent: holds ? 20 : 6, holdsSmallImmutableTables: holds)
+        // Seeds 13–16 also run compaction inside execute, so crashes strike while it does.
+        let lookahead = seed >= 13 ? Int(seed % 5) + 2 : 0
+        let pair = Self.run(
+            seed: seed, ops: 160, crashPercent: holds ? 20 : 6, holdsSmallImmutableTables: holds,
+            pollLookaheadTicks: lookahead)
         #expect(pair.failure == nil, "seed \(seed): \(pair.failure ?? "")")
+        if lookahead > 0 {
+            #expect(pair.storage.pollCompletedCount > 0, "seed \(seed): execute's polls completed IO")
+        }
         #expect(pair.crashes > 0, "seed \(seed): the run crashed")
         #expect(pair.replayed > 0, "seed \(seed): a restart replayed ops")
     }

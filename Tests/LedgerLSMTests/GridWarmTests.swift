@@ -71,3 +71,59 @@ extension GridTests {
         #expect(log.outcome(of: 4) == .block(sealedBlock(address: 4).bytes), "a reader queued behind a warming read")
     }
 }
+
+/// `Grid.isAllIOCompaction` (ForestStore "Compaction during execute"): compaction's IO (pinned
+/// reads, warming reads, writes it marks) is pollable; any other read or write in flight or
+/// queued makes the grid's IO not all compaction's, and so does a plain read that takes over a
+/// warming one. The storage runs exactly the completions the grid marked.
+extension GridTests {
+    @Test func onlyCompactionIOIsMarkedPollable() {
+        let (storage, grid) = gridWithBlocksOnDiskForPolls(1...8)
+        #expect(grid.isAllIOCompaction, "idle")
+        var pins: [GridPin] = []
+        let keepPin: Grid<SimulatedStorage>.PinnedReadCallback = { result in
+            if case .pinned(_, let pin, _) = result { pins.append(pin) }
+        }
+        grid.readPinned(sealedBlock(address: 1).reference, callback: keepPin)
+        #expect(grid.warm(sealedBlock(address: 2).reference))
+        var compactionWrites = 0
+        sealedBlock(address: 20).bytes.withUnsafeBytes { bytes in
+            grid.write(block: bytes, compaction: true) { compactionWrites += 1 }
+        }
+        #expect(grid.isAllIOCompaction, "a pinned read, a warming read and a compaction write")
+        // A plain read takes over the warming read of block 2.
+        let log = Log()
+        read(grid, sealedBlock(address: 2).reference, log: log)
+        #expect(!grid.isAllIOCompaction, "a plain reader waits on a read in flight")
+        storage.options.pollLookaheadTicks = 100
+        storage.runPollableCompletions()
+        #expect(pins.count == 1 && compactionWrites == 1, "the poll ran compaction's completions")
+        #expect(log.reads.isEmpty, "but not the plain reader's")
+        #expect(storage.runUntilIdle())
+        #expect(log.outcome(of: 2) == .block(sealedBlock(address: 2).bytes))
+        #expect(grid.isAllIOCompaction, "idle again")
+        // A plain write, then a plain read queued behind pinned reads on every read IO.
+        sealedBlock(address: 21).bytes.withUnsafeBytes { bytes in grid.write(block: bytes) {} }
+        #expect(!grid.isAllIOCompaction, "a write not marked as compaction's")
+        #expect(storage.runUntilIdle())
+        for address in UInt64(3)...6 { grid.readPinned(sealedBlock(address: address).reference, callback: keepPin) }
+        #expect(grid.isAllIOCompaction, "pinned reads only")
+        read(grid, sealedBlock(address: 7).reference, log: log)
+        #expect(grid.statistics.readsQueued == 1 && !grid.isAllIOCompaction, "a plain read queued")
+        #expect(storage.runUntilIdle())
+        #expect(log.outcome(of: 7) == .block(sealedBlock(address: 7).bytes))
+        #expect(pins.count == 5)
+        for pin in pins { grid.unpin(pin) }
+    }
+
+    /// Blocks on disk and not cached, under a grid with 4 read IOs, 2 of them for warming.
+    private func gridWithBlocksOnDiskForPolls(_ addresses: ClosedRange<UInt64>) -> (SimulatedStorage, Grid<SimulatedStorage>) {
+        let storage = makeStorage(seed: 12)
+        let writer = makeGrid(storage, cacheBlocks: 64)
+        let log = Log()
+        for address in addresses { write(writer, sealedBlock(address: address).bytes, log: log) }
+        #expect(storage.runUntilIdle())
+        let grid = Grid(storage: storage, cacheBlocks: 64, readsMax: 4, writesMax: 4, readQueueMax: 8, warmReadsMax: 2)
+        return (storage, grid)
+    }
+}

@@ -34,6 +34,41 @@ import Testing
         #expect(storage.faults == SimulatedStorage.FaultCounts())
     }
 
+    /// A poll completes, without moving the clock, the pollable IOs due within the lookahead,
+    /// in their order: not turns, not unmarked IOs, not IOs due later; with no lookahead,
+    /// nothing (a tick completed everything due already).
+    @Test func pollsCompletePollableIOsDueWithinTheLookahead() {
+        var options = SimulatedStorage.Options()
+        options.readLatencyTicks = 1...1
+        options.writeLatencyTicks = 1...1
+        let storage = SimulatedStorage(layout: layout, seed: 4, options: options)
+        let source = AlignedBuffer(count: sector)
+        source.bytes.initializeMemory(as: UInt8.self, repeating: 0x11)
+        var events: [String] = []
+        func completion(_ name: String, pollable: Bool) -> StorageCompletion {
+            let completion = StorageCompletion { _ in events.append(name) }
+            completion.isPollable = pollable
+            return completion
+        }
+        let first = completion("first", pollable: true)
+        let unmarked = completion("unmarked", pollable: false)
+        let second = completion("second", pollable: true)
+        let turn = completion("turn", pollable: true)
+        storage.write(first, zone: .grid, offset: 0, buffer: source.readOnlyPrefix(sector))
+        storage.write(unmarked, zone: .grid, offset: UInt64(sector), buffer: source.readOnlyPrefix(sector))
+        storage.write(second, zone: .grid, offset: UInt64(2 * sector), buffer: source.readOnlyPrefix(sector))
+        storage.nextTurn(turn)
+        storage.runPollableCompletions()
+        #expect(events.isEmpty, "no lookahead: nothing is due now")
+        storage.options.pollLookaheadTicks = 1
+        storage.runPollableCompletions()
+        #expect(events == ["first", "second"])
+        #expect(storage.ticks == 0 && storage.pendingCount == 2 && storage.pollCompletedCount == 2)
+        #expect(storage.bytes(zone: .grid, offset: UInt64(2 * sector), count: sector).allSatisfy { $0 == 0x11 })
+        storage.tick()
+        #expect(events == ["first", "second", "unmarked", "turn"])
+    }
+
     /// A turn completes at the next tick, after the IOs due at it, touches no bytes, and a
     /// crash drops it like any IO in flight.
     @Test func aTurnCompletesAtTheNextTick() {
