@@ -159,9 +159,10 @@ public struct ForestStoreConfiguration: Sendable, Equatable {
     public var beatTurnValuesMin = Constants.beatTurnValuesMin
 
     /// Inserts of a create batch between two polls of compaction's completions (ForestStore.swift
-    /// "Compaction during execute"): 1,024, ~0.5 ms of execute on this VM, about a quarter of a
-    /// 512 KiB block read; tests lower it so their small batches poll too.
-    public var executePollInserts = 1024
+    /// "Compaction during execute"): 256, ~0.15 ms of execute on this VM (3 M transfers, two
+    /// runs each: 64–256 gave 0.69–0.72 M/s, 1,024 0.68, 2,048 0.65); tests lower it so their
+    /// small batches poll too.
+    public var executePollInserts = 256
 
     public var forest: ForestConfiguration {
         let trees = self.trees
