@@ -45,7 +45,7 @@ public protocol Storage: AnyObject {
     /// waits for the loop's next turn, in its order. So IO started before the work (a detached
     /// compaction beat's reads and writes) keeps moving during it instead of waiting for its
     /// end. An owner marks a completion pollable only while its callback touches nothing the
-    /// work in progress uses (docs/lsm.md "Compaction during execute").
+    /// work in progress uses (LedgerLSM's ForestStore.swift, "Compaction during execute").
     func runPollableCompletions()
 }
 

@@ -125,9 +125,9 @@ public final class SimulatedStorage: Storage {
     /// IOs (due later) or clear other IOs' pollability: each pass takes the first such IO left.
     public func runPollableCompletions() {
         let horizon = ticks + UInt64(options.pollLookaheadTicks)
-        // Each turn completes one IO that was pending and due by the horizon; IOs started by
-        // callbacks are due after now, so at most the pending IOs due by the horizon, plus
-        // those new ones due by it, run: bounded by the owners' completion pools per tick.
+        // Each turn completes one IO due by the horizon. An IO a callback starts is due at least
+        // a tick after now, so a chain of IOs runs at most `pollLookaheadTicks` links deep here,
+        // and the chains are bounded by the owners' completion pools.
         while let index = pending.firstIndex(where: {
             $0.readyTick <= horizon && !$0.isTurn && $0.completion.isPollable
         }) {
