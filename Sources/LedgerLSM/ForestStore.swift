@@ -39,9 +39,10 @@ import LedgerStateMachine
 // run, and a batch's execute (~4 ms for 8,189 transfers) never returns to the event loop: their
 // reads and writes completed early in it and then waited, and the next beat waited for the
 // rest of their chain of reads, merges and writes (~2.3 ms of a ~13 ms batch). So every
-// `executePollInserts` (256) inserts of a create batch, the store runs the compaction completions that
-// are ready (`Storage.runPollableCompletions`), when the grid's IO is all compaction's
-// (`Grid.isAllIOCompaction`; a create batch's prefetch reads are done by then). Their callbacks
+// `executePollInserts` (256) inserts of a create batch, the store runs the compaction
+// completions that are ready (`Storage.runPollableCompletions`), when the grid's IO is all
+// compaction's (`Grid.isAllIOCompaction`: a create batch's prefetch reads are done by then; a
+// manifest log or trailer write still in flight skips the poll). Their callbacks
 // touch only the jobs, the grid (its cache and IO slots) and the free set's reservations:
 // nothing execute reads or writes. A detached beat never ends a half-bar, so no manifest
 // change, memtable swap or beat callback runs inside execute (the forest's next `compact` is

@@ -308,10 +308,15 @@ public final class Grid<S: Storage> {
     /// "Compaction during execute"); it does during a create batch's execute, whose prefetch
     /// reads are all done.
     public var isAllIOCompaction: Bool {
-        for slot in 0..<readsMax where readCallbacks[slot] != nil && !readCompletions[slot].isPollable { return false }
-        for slot in 0..<writesMax where writeCallbacks[slot] != nil && !writeCompletions[slot].isPollable { return false }
+        for slot in 0..<readsMax where readCallbacks[slot] != nil && !readCompletions[slot].isPollable {
+            return false
+        }
+        for slot in 0..<writesMax where writeCallbacks[slot] != nil && !writeCompletions[slot].isPollable {
+            return false
+        }
         for position in 0..<queueCount {
-            guard let reader = queuedCallbacks[(queueHead + position) % queueCapacity], reader.isPinned else { return false }
+            let reader = queuedCallbacks[(queueHead + position) % queueCapacity]
+            guard let reader, reader.isPinned else { return false }
         }
         return true
     }

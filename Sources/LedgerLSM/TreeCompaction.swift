@@ -429,7 +429,8 @@ final class TreeCompaction<Value: TreeValue, S: Storage> {
         blocksWrittenTotal += 1
         guard exchangesOutputBlocks else {
             // The grid copies the block: the buffer is ours again when `write` returns.
-            grid.write(block: UnsafeRawBufferPointer(block), trusted: trusted, compaction: true, callback: writeCallback)
+            grid.write(
+                block: UnsafeRawBufferPointer(block), trusted: trusted, compaction: true, callback: writeCallback)
             return block
         }
         // A local goes inout, not the stored property: a completion run inside `write` (it
