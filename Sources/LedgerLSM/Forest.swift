@@ -472,7 +472,7 @@ public final class Forest<S: Storage> {
     /// "Writes across beats"). A host must let it finish (or crash) before it releases the
     /// storage.
     public var isCompacting: Bool {
-        membersPending > 0 || beatCallback != nil || deferredCallback != nil || grid.writesAvailable < grid.writesMax
+        membersPending > 0 || beatCallback != nil || deferredCallback != nil || grid.writesPending > 0
     }
 
     /// Each tree's compaction blocks written and read since init, in tree order (diagnostics:
